@@ -1,0 +1,121 @@
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config.js';
+import { TaskdError } from './errors.js';
+import { HttpFrontend, type Frontend } from './frontend.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { errorHandlerPlugin } from './plugins/error-handler.js';
+import { Reconciler } from './reconciler.js';
+import { ReplayCache } from './replay-cache.js';
+import { healthRoutes } from './routes/health.js';
+import { queueRoutes } from './routes/queue.js';
+import { taskRoutes } from './routes/tasks.js';
+import { Scheduler } from './scheduler.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+export interface TaskdContext {
+  config: Config;
+  scheduler: Scheduler;
+  reconciler: Reconciler | null;
+  frontend: Frontend | null;
+  metrics: Metrics;
+  replay: ReplayCache<number>;
+  lifecycle: { closing: boolean };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    taskd: TaskdContext;
+  }
+  interface FastifyRequest {
+    intake: { signed: boolean; msgId: string | null } | null;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  /** The environment children inherit (minus secrets). */
+  env?: NodeJS.ProcessEnv;
+  loggerInstance?: FastifyBaseLogger;
+  /** Replaces the HTTP client built from TASKD_FRONTEND_URL. */
+  frontend?: Frontend;
+  retryDelaysMs?: number[];
+  loadAverage?: () => number;
+  defaultMetrics?: boolean;
+}
+
+/** Redaction for every log line: no header that can carry a credential is ever written. */
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers["webhook-signature"]',
+  'headers.authorization',
+  'headers["webhook-signature"]',
+  'config.secrets',
+  'config.adminToken',
+];
+
+/** Builds the service; it never listens (that is the entry point's job). */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const app = Fastify({
+    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: { level: config.logLevel, redact: LOG_REDACT } }),
+    bodyLimit: BODY_LIMIT,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  const frontend =
+    options.frontend ??
+    (config.frontendUrl !== undefined && config.secrets[0] ? new HttpFrontend({ baseUrl: config.frontendUrl, key: config.secrets[0].key }) : null);
+  let scheduler!: Scheduler;
+  const metrics = createMetrics(() => scheduler.stats(), options.defaultMetrics ?? true);
+  scheduler = new Scheduler({
+    config,
+    env: options.env ?? process.env,
+    metrics,
+    log: app.log,
+    frontend: frontend ?? undefined,
+    ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
+    ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
+  });
+  const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
+
+  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
+  app.decorateRequest('intake', null);
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onClose', async () => {
+    reconciler?.stop();
+    scheduler.close();
+    await frontend?.close();
+  });
+
+  errorHandlerPlugin(app);
+
+  // Fastify's own JSON and text parsers would parse before the signature is checked, and accept text/plain.
+  app.removeAllContentTypeParsers();
+  // The intake needs the raw bytes: the signature is checked over them before anything parses them.
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => done(null, body));
+  // Any other type is read first (so an oversized body is a 413, as the edge rules order it), then refused.
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, _body, done) => done(new TaskdError('UNSUPPORTED_MEDIA_TYPE')));
+
+  await app.register(rateLimit, {
+    global: false,
+    keyGenerator: (request) => request.ip,
+    errorResponseBuilder: (_request, context) => new TaskdError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry after ${context.after}.`),
+  });
+
+  await app.register(healthRoutes);
+  await app.register(taskRoutes);
+  await app.register(queueRoutes);
+  return app;
+}

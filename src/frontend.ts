@@ -1,0 +1,151 @@
+import { Agent, errors as undiciErrors, request } from 'undici';
+import { z } from 'zod';
+import { signedHeaders } from './signature.js';
+
+/** Aegir's task status codes (hosting_task.task_status). */
+export const AegirStatus = { processing: -1, queued: 0, success: 1, error: 2, warning: 3 } as const;
+
+export const aegirTaskSchema = z.object({
+  nid: z.number().int().positive(),
+  vid: z.number().int().nonnegative().nullable().optional(),
+  rid: z.number().int().nonnegative().nullable().optional(),
+  type: z.string().nullable().optional(),
+  status: z.number().int().min(-1).max(3),
+  changed: z.number().int().nullable().optional(),
+  executed: z.number().int().nullable().optional(),
+  delta: z.number().nullable().optional(),
+});
+export type AegirTask = z.output<typeof aegirTaskSchema>;
+
+const queueSchema = z.object({ tasks: z.array(aegirTaskSchema) });
+
+export type FrontendErrorKind = 'unreachable' | 'timeout' | 'unauthorized' | 'http_status' | 'bad_response' | 'too_large';
+
+export class FrontendError extends Error {
+  constructor(
+    readonly kind: FrontendErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FrontendError';
+  }
+}
+
+/** What the scheduler and the reconciler need from Aegir. */
+export interface Frontend {
+  listQueue(): Promise<AegirTask[]>;
+  getTask(nid: number): Promise<AegirTask | null>;
+  close(): Promise<void>;
+}
+
+export interface FrontendOptions {
+  baseUrl: string;
+  key: Buffer;
+  connectTimeoutMs?: number;
+  responseTimeoutMs?: number;
+  maxResponseBytes?: number;
+}
+
+/** undici client for the hosting_taskd module's endpoints; every request is signed with the route string as payload. */
+export class HttpFrontend implements Frontend {
+  readonly #agent: Agent;
+  readonly #maxBytes: number;
+  readonly #timeoutMs: number;
+
+  constructor(private readonly options: FrontendOptions) {
+    this.#timeoutMs = options.responseTimeoutMs ?? 10_000;
+    this.#maxBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
+    this.#agent = new Agent({
+      connect: { timeout: options.connectTimeoutMs ?? 3_000 },
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+      keepAliveTimeout: 30_000,
+      connections: 4,
+    });
+  }
+
+  async listQueue(): Promise<AegirTask[]> {
+    const body = await this.#get('queue');
+    const parsed = queueSchema.safeParse(body);
+    if (!parsed.success) throw new FrontendError('bad_response', `GET queue: unexpected JSON: ${describeIssue(parsed.error)}`);
+    return parsed.data.tasks;
+  }
+
+  async getTask(nid: number): Promise<AegirTask | null> {
+    const body = await this.#get(`task/${nid}`, true);
+    if (body === null) return null;
+    const parsed = aegirTaskSchema.safeParse(body);
+    if (!parsed.success) throw new FrontendError('bad_response', `GET task/${nid}: unexpected JSON: ${describeIssue(parsed.error)}`);
+    if (parsed.data.nid !== nid) throw new FrontendError('bad_response', `GET task/${nid}: answered for nid ${parsed.data.nid}`);
+    return parsed.data;
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close();
+  }
+
+  async #get(route: string, notFoundIsNull = false): Promise<unknown> {
+    const url = `${this.options.baseUrl}/${route}`;
+    let response;
+    try {
+      response = await request(url, {
+        method: 'GET',
+        dispatcher: this.#agent,
+        headers: { accept: 'application/json', ...signedHeaders(this.options.key, route) },
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (error) {
+      throw toFrontendError(route, error);
+    }
+    const { statusCode, body } = response;
+    let text: string;
+    try {
+      text = await readCapped(body, this.#maxBytes, route);
+    } catch (error) {
+      throw error instanceof FrontendError ? error : toFrontendError(route, error);
+    }
+    if (statusCode === 404 && notFoundIsNull) return null;
+    if (statusCode === 401 || statusCode === 403) {
+      throw new FrontendError('unauthorized', `GET ${route}: the frontend refused our signature (HTTP ${statusCode}); check that hosting_taskd_secret equals TASKD_SECRET`);
+    }
+    if (statusCode !== 200) throw new FrontendError('http_status', `GET ${route}: HTTP ${statusCode}`);
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new FrontendError('bad_response', `GET ${route}: the answer is not JSON`);
+    }
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number, route: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (total > maxBytes) {
+      body.destroy();
+      throw new FrontendError('too_large', `GET ${route}: the answer is larger than ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function toFrontendError(route: string, error: unknown): FrontendError {
+  const err = error as Error & { code?: string };
+  if (
+    err instanceof undiciErrors.HeadersTimeoutError ||
+    err instanceof undiciErrors.BodyTimeoutError ||
+    err instanceof undiciErrors.ConnectTimeoutError ||
+    err.name === 'TimeoutError' ||
+    err.name === 'AbortError'
+  ) {
+    return new FrontendError('timeout', `GET ${route}: timed out`);
+  }
+  return new FrontendError('unreachable', `GET ${route}: ${err.code ?? err.name}: ${err.message}`);
+}
+
+function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid';
+}

@@ -1,0 +1,86 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { TaskdError } from '../errors.js';
+import { authorizeOperator } from '../plugins/auth.js';
+import { errorSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema } from '../schemas.js';
+
+const security = [{ bearerToken: [] }];
+
+export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { config, scheduler } = app.taskd;
+  app.addHook('onRequest', async (request) => authorizeOperator(config, request));
+
+  app.get(
+    '/v1/queue',
+    {
+      schema: {
+        summary: 'Queue state: paused, depth, running, lanes, limits, orphans, reconciliation',
+        tags: ['queue'],
+        security,
+        response: { 200: queueViewSchema, 401: errorSchema, 403: errorSchema },
+      },
+    },
+    async () => {
+      const stats = scheduler.stats();
+      const reconciler = app.taskd.reconciler;
+      return {
+        paused: stats.paused,
+        closing: stats.closing,
+        depth: stats.queued,
+        running: stats.running,
+        awaitingLane: stats.awaitingLane,
+        deferredBy: stats.deferredBy,
+        startsLastMinute: stats.startsLastMinute,
+        lanes: scheduler.lanesSnapshot(),
+        laneCount: stats.lanes,
+        limits: scheduler.limits,
+        orphans: scheduler.orphans().map((o) => ({ ...o, since: new Date(o.since).toISOString() })),
+        reconcile: {
+          enabled: reconciler !== null,
+          lastSuccessAt: reconciler?.lastSuccessAt ? new Date(reconciler.lastSuccessAt).toISOString() : null,
+          lastError: reconciler?.lastError ?? null,
+          consecutiveFailures: reconciler?.consecutiveFailures ?? 0,
+        },
+      };
+    },
+  );
+
+  app.post(
+    '/v1/queue/pause',
+    { schema: { summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    async () => {
+      scheduler.pause();
+      return { paused: true };
+    },
+  );
+
+  app.post(
+    '/v1/queue/resume',
+    { schema: { summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    async () => {
+      scheduler.resume();
+      return { paused: false };
+    },
+  );
+
+  app.post(
+    '/v1/reconcile',
+    {
+      schema: {
+        summary: 'Reconcile with Aegir now',
+        description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
+        tags: ['queue'],
+        security,
+        response: { 200: reconcileAnswerSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 502: errorSchema },
+      },
+    },
+    async () => {
+      const reconciler = app.taskd.reconciler;
+      if (!reconciler) throw new TaskdError('FRONTEND_NOT_CONFIGURED');
+      try {
+        return await reconciler.runOnce();
+      } catch (error) {
+        throw new TaskdError('FRONTEND_FAILED', `The frontend did not answer as expected: ${(error as Error).message}`);
+      }
+    },
+  );
+};

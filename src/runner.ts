@@ -1,0 +1,217 @@
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { SECRET_ENV_NAMES } from './config.js';
+
+export interface RunResult {
+  exitCode: number | null;
+  signal: string | null;
+  startedAt: number;
+  endedAt: number;
+  timedOut: boolean;
+  /** Set when the command could not be started at all (not found, not executable…). */
+  spawnError: string | null;
+  /** This attempt's output, from the log file, at most the last 64 KiB; used to tell a refusal from a failure. */
+  output: string;
+}
+
+export interface StartedRun {
+  pid: number | null;
+  startedAt: number;
+  done: Promise<RunResult>;
+  /** Ends the whole process group: SIGTERM, then SIGKILL after the grace period. */
+  stop(): void;
+}
+
+export interface RunSpec {
+  nid: number;
+  argvTemplate: readonly string[];
+  logDir: string;
+  timeoutMs: number;
+  killGraceMs: number;
+  env: NodeJS.ProcessEnv;
+  /** Written into <nid>.pid so that a restarted service can re-adopt the child. */
+  meta: Record<string, unknown>;
+}
+
+const OUTPUT_FOR_OUTCOME = 64 * 1024;
+
+export function buildArgv(template: readonly string[], nid: number): string[] {
+  if (!Number.isSafeInteger(nid) || nid <= 0) throw new TypeError(`nid must be a positive integer, got ${nid}`);
+  return template.map((arg) => arg.replaceAll('{nid}', String(nid)));
+}
+
+/** The service's environment minus its secrets: drush and whatever it runs must never see them. */
+export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of SECRET_ENV_NAMES) delete copy[name];
+  return copy;
+}
+
+export function logFilePath(logDir: string, nid: number): string {
+  return path.join(logDir, `${nid}.log`);
+}
+
+export function pidFilePath(logDir: string, nid: number): string {
+  return path.join(logDir, `${nid}.pid`);
+}
+
+export async function prepareLogDir(logDir: string): Promise<void> {
+  await fs.mkdir(logDir, { recursive: true, mode: 0o700 });
+  await fs.access(logDir, fsConstants.W_OK);
+}
+
+/** Sends a signal to every process in the group; a group that is already gone is not an error. */
+export function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw error;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The kernel's start time of a process (clock ticks since boot), so a recycled pid is not mistaken for our child. */
+export async function readProcessStartTime(pid: number): Promise<string | null> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses; fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function readTail(file: string, maxBytes: number, from = 0): Promise<{ text: string; size: number; truncated: boolean }> {
+  let handle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { text: '', size: 0, truncated: false };
+    throw error;
+  }
+  try {
+    const { size } = await handle.stat();
+    const start = Math.max(from, size - maxBytes);
+    const length = Math.max(0, size - start);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, start);
+    return { text: buffer.toString('utf8'), size, truncated: start > from };
+  } finally {
+    await handle.close();
+  }
+}
+
+function describeSpawnError(argv0: string, code: string | undefined, message: string): string {
+  if (code === 'ENOENT') return `command not found: ${argv0} (check TASKD_COMMAND and PATH)`;
+  if (code === 'EACCES') return `command is not executable: ${argv0}`;
+  return `command could not be started: ${argv0}: ${message}`;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitForGroupToEnd(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!signalGroup(pid, 0)) return true;
+    await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+  }
+  return !signalGroup(pid, 0);
+}
+
+/**
+ * Starts one attempt of a task. The child gets its own process group and writes straight into
+ * <nid>.log, never into a pipe of ours: drush keeps printing, and if our end of a pipe died with
+ * us, its next write would kill it and leave the task "processing" in Aegir forever.
+ */
+export async function startRun(spec: RunSpec): Promise<StartedRun> {
+  const argv = buildArgv(spec.argvTemplate, spec.nid);
+  const logFile = logFilePath(spec.logDir, spec.nid);
+  const pidFile = pidFilePath(spec.logDir, spec.nid);
+  const handle = await fs.open(logFile, 'a', 0o600);
+  const startedAt = Date.now();
+  let outputStart: number;
+  let subprocess;
+  try {
+    await handle.write(`--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n`);
+    outputStart = (await handle.stat()).size;
+    // execa's typings list only descriptors 3 to 9 by value; any open descriptor works at run time.
+    const logFd = handle.fd as 3;
+    subprocess = execa(argv[0]!, argv.slice(1), {
+      stdin: 'ignore',
+      stdout: logFd,
+      stderr: logFd,
+      detached: true,
+      env: childEnvironment(spec.env),
+      extendEnv: false,
+      reject: false,
+      buffer: false,
+      forceKillAfterDelay: false,
+    });
+  } finally {
+    // The child holds its own copy of the descriptor.
+    await handle.close();
+  }
+  const pid = subprocess.pid ?? null;
+
+  let timedOut = false;
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    if (pid === null || stopping) return;
+    signalGroup(pid, 'SIGTERM');
+    stopping = (async () => {
+      // The leader may exit on SIGTERM while a grandchild ignores it: wait for the whole group, then SIGKILL what is left.
+      if (!(await waitForGroupToEnd(pid, spec.killGraceMs))) {
+        signalGroup(pid, 'SIGKILL');
+        await waitForGroupToEnd(pid, 5_000);
+      }
+    })();
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop();
+  }, spec.timeoutMs);
+  timer.unref();
+
+  if (pid !== null) {
+    const processStart = await readProcessStartTime(pid);
+    await fs.writeFile(pidFile, JSON.stringify({ ...spec.meta, nid: spec.nid, pid, processStart, startedAt }), { mode: 0o600 });
+  }
+
+  const done = (async (): Promise<RunResult> => {
+    const result = await subprocess;
+    clearTimeout(timer);
+    if (stopping) await stopping;
+    const endedAt = Date.now();
+    if (pid !== null) await fs.rm(pidFile, { force: true });
+    const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
+    const spawnError = spawnFailed
+      ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
+      : null;
+    if (spawnError) await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`);
+    const output = spawnError ? spawnError : (await readTail(logFile, OUTPUT_FOR_OUTCOME, outputStart)).text;
+    return {
+      exitCode: result.exitCode ?? null,
+      signal: result.signal ?? null,
+      startedAt,
+      endedAt,
+      timedOut,
+      spawnError,
+      output,
+    };
+  })();
+
+  return { pid, startedAt, done, stop };
+}

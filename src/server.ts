@@ -1,0 +1,65 @@
+import type { FastifyInstance } from 'fastify';
+import { adoptSurvivingChildren } from './adoption.js';
+import { buildApp, type AppOptions } from './app.js';
+import { describeDisabledFeatures, type Config } from './config.js';
+import { prepareLogDir } from './runner.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  address: string;
+  shutdown(): Promise<void>;
+}
+
+/** Builds the app, re-adopts surviving children, listens, starts reconciling. */
+export async function startServer(config: Config, options: Omit<AppOptions, 'config'> = {}): Promise<RunningServer> {
+  await prepareLogDir(config.logDir);
+  const app = await buildApp({ ...options, config });
+  for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
+  // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
+  const adopted = await adoptSurvivingChildren(config.logDir, app.taskd.scheduler, app.log);
+  const address = await app.listen({ host: config.host, port: config.port });
+  app.log.info(
+    { address, concurrency: config.concurrency, command: config.command, logDir: config.logDir, frontend: config.frontendUrl ?? null, adopted },
+    'aegir-taskd ready',
+  );
+  app.taskd.reconciler?.start();
+
+  let shuttingDown: Promise<void> | null = null;
+  const shutdown = () => {
+    shuttingDown ??= (async () => {
+      app.taskd.lifecycle.closing = true;
+      app.taskd.reconciler?.stop();
+      app.log.info({ graceSeconds: config.shutdownGraceMs / 1000 }, 'shutting down: intake closed, waiting for running tasks');
+      const { stillRunning } = await app.taskd.scheduler.drain(config.shutdownGraceMs);
+      if (stillRunning.length > 0) {
+        app.log.warn({ stillRunning }, 'leaving running tasks alive; the next start re-adopts them');
+      }
+      await app.close();
+    })();
+    return shuttingDown;
+  };
+  return { app, address, shutdown };
+}
+
+/** SIGTERM or SIGINT: graceful stop, exit 0. A second signal exits at once; children live on either way. */
+export function handleSignals(server: RunningServer, exit: (code: number) => void = (code) => process.exit(code)): void {
+  let received = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) {
+      server.app.log.warn({ signal }, 'second signal: exiting now');
+      exit(signal === 'SIGINT' ? 130 : 143);
+      return;
+    }
+    received = true;
+    server.app.log.info({ signal }, 'signal received');
+    server.shutdown().then(
+      () => exit(0),
+      (error: unknown) => {
+        server.app.log.error({ err: error }, 'error while shutting down');
+        exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
