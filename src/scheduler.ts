@@ -117,11 +117,12 @@ export interface SchedulerOptions {
   retryDelaysMs?: number[];
   loadAverage?: () => number;
   adoptionPollMs?: number;
+  /** How soon a start held back by the load limit is tried again. */
+  gateRecheckMs?: number;
 }
 
 const REFUSAL = /This task is (not queued|already running)/i;
 const MINUTE = 60_000;
-const GATE_RECHECK_MS = 5_000;
 
 const before = (a: Task, b: Task) => a.orderKey < b.orderKey || (a.orderKey === b.orderKey && a.nid < b.nid);
 
@@ -139,6 +140,7 @@ export class Scheduler {
   readonly #retryDelaysMs: number[];
   readonly #loadAverage: () => number;
   readonly #adoptionPollMs: number;
+  readonly #gateRecheckMs: number;
   readonly #pool: TaskPool;
 
   readonly #active = new Map<number, Task>();
@@ -169,6 +171,7 @@ export class Scheduler {
     this.#retryDelaysMs = options.retryDelaysMs ?? [5_000, 20_000];
     this.#loadAverage = options.loadAverage ?? (() => os.loadavg()[0]!);
     this.#adoptionPollMs = options.adoptionPollMs ?? 500;
+    this.#gateRecheckMs = options.gateRecheckMs ?? 5_000;
     this.#pool = new TaskPool(options.config.concurrency);
   }
 
@@ -645,7 +648,7 @@ export class Scheduler {
     const maxLoad = this.#config.maxLoad;
     if (maxLoad !== undefined && this.#loadAverage() > maxLoad) {
       this.#deferredBy = 'load';
-      this.#recheckGatesIn(GATE_RECHECK_MS);
+      this.#recheckGatesIn(this.#gateRecheckMs);
       return false;
     }
     this.#deferredBy = null;

@@ -1,0 +1,102 @@
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_COMMAND, describeDisabledFeatures, loadConfig, parseCommandLine, settings } from '../src/config.js';
+import { generateSecret } from '../src/signature.js';
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8765,
+      secrets: [],
+      adminToken: undefined,
+      command: DEFAULT_COMMAND,
+      concurrency: 1,
+      taskTimeoutMs: 7_200_000,
+      frontendUrl: undefined,
+      reconcileIntervalMs: 60_000,
+      maxStartsPerMinute: undefined,
+      maxLoad: undefined,
+      shutdownGraceMs: 30_000,
+      rateLimit: 6000,
+      confirmMaxAgeMs: 5000,
+      historySize: 1000,
+    });
+    expect(path.dirname(config.logDir)).toBe(os.tmpdir());
+  });
+
+  it('reads every setting from its environment variable, and a flag wins over it', () => {
+    const config = loadConfig({ TASKD_PORT: '9000', TASKD_CONCURRENCY: '4', TASKD_MAX_LOAD: '2.5' }, { port: '9001' });
+    expect(config.port).toBe(9001);
+    expect(config.concurrency).toBe(4);
+    expect(config.maxLoad).toBe(2.5);
+  });
+
+  it('takes several secrets for rotation', () => {
+    const a = generateSecret();
+    const b = generateSecret();
+    expect(loadConfig({ TASKD_SECRET: `${a} ${b}` }).secrets.map((s) => s.raw)).toEqual([a, b]);
+  });
+
+  it.each([
+    ['TASKD_PORT', 'abc', /^TASKD_PORT: expected an integer from 0 to 65535 \(got "abc"\)$/],
+    ['TASKD_CONCURRENCY', '0', /^TASKD_CONCURRENCY: expected an integer from 1 to 1000/],
+    ['TASKD_TASK_TIMEOUT', 'soon', /^TASKD_TASK_TIMEOUT: expected a number of seconds/],
+    ['TASKD_COMMAND', 'drush hosting-task', /^TASKD_COMMAND: expected a JSON array/],
+    ['TASKD_COMMAND', '["drush","{rid}"]', /^TASKD_COMMAND: only the placeholder \{nid\} is allowed, found \{rid\}/],
+    ['TASKD_COMMAND', '["drush","hosting-task"]', /^TASKD_COMMAND: the command must contain \{nid\}/],
+    ['TASKD_FRONTEND_URL', 'ftp://x', /^TASKD_FRONTEND_URL: expected an http/],
+    ['TASKD_MAX_STARTS_PER_MINUTE', '0', /^TASKD_MAX_STARTS_PER_MINUTE: expected at least 1/],
+    ['TASKD_LOG_LEVEL', 'loud', /^TASKD_LOG_LEVEL: /],
+  ])('stops on a bad %s with one line naming it', (name, value, message) => {
+    let error: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(message);
+    expect((error as Error).message).not.toContain('\n');
+  });
+
+  it('never echoes a malformed secret or token', () => {
+    expect(() => loadConfig({ TASKD_SECRET: 'whsec_tooShortButSecret' })).toThrow(/^TASKD_SECRET: /);
+    try {
+      loadConfig({ TASKD_SECRET: 'whsec_tooShortButSecret' });
+    } catch (error) {
+      expect((error as Error).message).not.toContain('tooShortButSecret');
+    }
+    try {
+      loadConfig({ TASKD_ADMIN_TOKEN: 'short-secret' });
+    } catch (error) {
+      expect((error as Error).message).toMatch(/^TASKD_ADMIN_TOKEN: expected at least 16 characters$/);
+    }
+  });
+
+  it('names the flag when the bad value came from a flag', () => {
+    expect(() => loadConfig({}, { port: '-1' })).toThrow(/^--port: /);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ TASKD_PORT: '', TASKD_CONCURRENCY: '' })).toMatchObject({ port: 8765, concurrency: 1 });
+  });
+
+  it('says what is switched off', () => {
+    expect(describeDisabledFeatures(loadConfig({})).join('\n')).toMatch(/signed webhook intake \(TASKD_SECRET is not set\)/);
+    expect(describeDisabledFeatures(loadConfig({ TASKD_SECRET: generateSecret(), TASKD_ADMIN_TOKEN: 'x'.repeat(20), TASKD_FRONTEND_URL: 'http://127.0.0.1:1/x' }))).toEqual([]);
+  });
+});
+
+describe('parseCommandLine', () => {
+  it('has a flag for every setting', () => {
+    const argv = settings.flatMap((s) => [`--${s.flag}`, 'v']);
+    expect(Object.keys(parseCommandLine(argv).flags).sort()).toEqual(settings.map((s) => s.key).sort());
+  });
+
+  it('refuses an unknown flag', () => {
+    expect(() => parseCommandLine(['--prot', '1'])).toThrow(ConfigError);
+  });
+});

@@ -1,0 +1,133 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildArgv, childEnvironment, logFilePath, pidFilePath, readTail, startRun, type RunSpec } from '../src/runner.js';
+import { fixture, isProcessAlive, tempDir, waitFor } from './helpers.js';
+
+async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
+  return {
+    nid: 42,
+    argvTemplate: [fixture('print-args.sh'), '{nid}'],
+    logDir: await tempDir(),
+    timeoutMs: 10_000,
+    killGraceMs: 500,
+    env: process.env,
+    meta: {},
+    ...overrides,
+  };
+}
+
+describe('buildArgv', () => {
+  it('replaces {nid} wherever it stands, and nothing else', () => {
+    expect(buildArgv(['drush', '@hostmaster', 'hosting-task', '{nid}', '--task={nid}', '{rid}'], 7)).toEqual([
+      'drush',
+      '@hostmaster',
+      'hosting-task',
+      '7',
+      '--task=7',
+      '{rid}',
+    ]);
+  });
+
+  it('refuses a nid that is not a positive integer', () => {
+    for (const nid of [0, -1, 1.5, Number.NaN]) expect(() => buildArgv(['x', '{nid}'], nid)).toThrow(TypeError);
+  });
+});
+
+describe('startRun', () => {
+  it('runs the command without a shell and writes its output to <nid>.log', async () => {
+    const s = await spec({ argvTemplate: [fixture('print-args.sh'), '{nid}', '$(touch /tmp/should-not-exist); echo hi', '*'] });
+    const run = await startRun(s);
+    const result = await run.done;
+    expect(result).toMatchObject({ exitCode: 0, signal: null, timedOut: false, spawnError: null });
+    const log = await fs.readFile(logFilePath(s.logDir, 42), 'utf8');
+    expect(log).toContain('[42]\n[$(touch /tmp/should-not-exist); echo hi]\n[*]\n');
+    expect(result.output).toBe('[42]\n[$(touch /tmp/should-not-exist); echo hi]\n[*]\n');
+  });
+
+  it('puts the child in its own process group', async () => {
+    const s = await spec({ argvTemplate: ['sh', '-c', 'ps -o pgid= -p $$; sleep 0.1', 'x', '{nid}'] });
+    const run = await startRun(s);
+    const result = await run.done;
+    expect(Number(result.output.trim())).toBe(run.pid);
+    expect(run.pid).not.toBe(process.pid);
+  });
+
+  it('records the exit code, and appends attempts to the same log', async () => {
+    const s = await spec({ argvTemplate: ['sh', '-c', 'echo attempt; exit 3', 'x', '{nid}'] });
+    expect((await (await startRun(s)).done).exitCode).toBe(3);
+    expect((await (await startRun(s)).done).exitCode).toBe(3);
+    const log = await fs.readFile(logFilePath(s.logDir, 42), 'utf8');
+    expect(log.match(/^attempt$/gm)).toHaveLength(2);
+  });
+
+  it('leaves <nid>.pid while the child runs and removes it after', async () => {
+    const s = await spec({ argvTemplate: ['sh', '-c', 'sleep 0.3', 'x', '{nid}'] });
+    const run = await startRun({ ...s, meta: { rid: 9 } });
+    const record = JSON.parse(await fs.readFile(pidFilePath(s.logDir, 42), 'utf8'));
+    expect(record).toMatchObject({ nid: 42, pid: run.pid, rid: 9 });
+    expect(record.processStart).toMatch(/^\d+$/);
+    await run.done;
+    await expect(fs.access(pidFilePath(s.logDir, 42))).rejects.toThrow();
+  });
+
+  it('gives the child the environment without the service secrets', async () => {
+    const s = await spec({
+      argvTemplate: [fixture('print-env.sh'), '{nid}'],
+      env: { PATH: process.env.PATH, KEEP_ME: 'yes', TASKD_SECRET: 'whsec_leak', TASKD_ADMIN_TOKEN: 'token-leak', TASKD_PORT: '1' },
+    });
+    const { output } = await (await startRun(s)).done;
+    expect(output).toContain('KEEP_ME=yes');
+    expect(output).toContain('TASKD_PORT=1');
+    expect(output).not.toContain('leak');
+  });
+
+  it('ends a task that outlives its timeout, killing the whole tree even a grandchild that ignores SIGTERM', async () => {
+    const dir = await tempDir();
+    const pidFile = path.join(dir, 'pids');
+    const s = await spec({ argvTemplate: [fixture('stubborn-tree.sh'), '{nid}'], timeoutMs: 300, killGraceMs: 300, env: { ...process.env, PID_FILE: pidFile } });
+    const run = await startRun(s);
+    const [leader, grandchild] = (await waitFor(() => fs.readFile(pidFile, 'utf8').catch(() => ''), { what: 'pid file' })).trim().split(' ').map(Number);
+    expect(isProcessAlive(grandchild!)).toBe(true);
+    const result = await run.done;
+    expect(result.timedOut).toBe(true);
+    expect(result.signal).toBe('SIGTERM');
+    expect(isProcessAlive(leader!)).toBe(false);
+    expect(isProcessAlive(grandchild!)).toBe(false);
+  });
+
+  it('reports a command that is not found, without throwing', async () => {
+    const result = await (await startRun(await spec({ argvTemplate: ['/nonexistent/drush', '{nid}'] }))).done;
+    expect(result.spawnError).toBe('command not found: /nonexistent/drush (check TASKD_COMMAND and PATH)');
+    expect(result.exitCode).toBeNull();
+  });
+
+  it('reports a command that is not executable, without throwing', async () => {
+    const result = await (await startRun(await spec({ argvTemplate: [fixture('not-executable.sh'), '{nid}'] }))).done;
+    expect(result.spawnError).toMatch(/^command is not executable: .*not-executable\.sh$/);
+  });
+
+  it('stop() ends the process group at once', async () => {
+    const run = await startRun(await spec({ argvTemplate: ['sh', '-c', 'sleep 30', 'x', '{nid}'], killGraceMs: 200 }));
+    run.stop();
+    const result = await run.done;
+    expect(result.signal).toBe('SIGTERM');
+    expect(result.timedOut).toBe(false);
+  });
+});
+
+describe('childEnvironment', () => {
+  it('removes TASKD_SECRET and TASKD_ADMIN_TOKEN and keeps the rest', () => {
+    expect(childEnvironment({ A: '1', TASKD_SECRET: 's', TASKD_ADMIN_TOKEN: 't' })).toEqual({ A: '1' });
+  });
+});
+
+describe('readTail', () => {
+  it('returns the last bytes and says when it cut', async () => {
+    const file = path.join(await tempDir(), 'x.log');
+    await fs.writeFile(file, 'abcdefghij');
+    expect(await readTail(file, 4)).toEqual({ text: 'ghij', size: 10, truncated: true });
+    expect(await readTail(file, 100)).toEqual({ text: 'abcdefghij', size: 10, truncated: false });
+    expect(await readTail(file + '.missing', 4)).toEqual({ text: '', size: 0, truncated: false });
+  });
+});
