@@ -53,8 +53,6 @@ export const LOG_REDACT = [
   'req.headers["webhook-signature"]',
   'headers.authorization',
   'headers["webhook-signature"]',
-  'config.secrets',
-  'config.adminToken',
 ];
 
 /** Builds the service; it never listens (that is the entry point's job). */

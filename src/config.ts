@@ -1,8 +1,50 @@
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { inspect, parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseSecret } from './signature.js';
+
+/**
+ * A secret that cannot leak by accident: logging, JSON and util.inspect all see "[redacted]".
+ * Only reveal() gives the value, so every use of it is deliberate and easy to find.
+ */
+export class Secret {
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  reveal(): string {
+    return this.#value;
+  }
+
+  toJSON(): string {
+    return '[redacted]';
+  }
+
+  toString(): string {
+    return '[redacted]';
+  }
+
+  [inspect.custom](): string {
+    return '[redacted]';
+  }
+}
+
+/** A webhook secret and its HMAC key; redacted like Secret. */
+export class WebhookSecret extends Secret {
+  readonly #key: Buffer;
+
+  constructor(value: string) {
+    super(value);
+    this.#key = parseSecret(value);
+  }
+
+  get key(): Buffer {
+    return this.#key;
+  }
+}
 
 export const DEFAULT_COMMAND = ['drush', '@hostmaster', 'hosting-task', '{nid}', '--strict=0'];
 
@@ -75,7 +117,7 @@ const commandSchema = z.string().transform((value, ctx) => {
 const secretsSchema = z.string().transform((value, ctx) => {
   const list = value.split(/\s+/).filter(Boolean);
   try {
-    return list.map((s) => ({ raw: s, key: parseSecret(s) }));
+    return list.map((s) => new WebhookSecret(s));
   } catch (error) {
     ctx.addIssue({ code: 'custom', message: (error as Error).message });
     return z.NEVER;
@@ -102,7 +144,10 @@ const configSchema = z.object({
   host: z.string().min(1, 'expected an address'),
   port: integer(0, 65535),
   secrets: secretsSchema,
-  adminToken: z.string().transform((t) => (t === '' ? undefined : t)).refine((t) => t === undefined || t.length >= 16, 'expected at least 16 characters'),
+  adminToken: z
+    .string()
+    .refine((t) => t === '' || t.length >= 16, 'expected at least 16 characters')
+    .transform((t) => (t === '' ? undefined : new Secret(t))),
   command: commandSchema,
   concurrency: integer(1, 1000),
   taskTimeoutMs: seconds(0.01),

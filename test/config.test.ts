@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_COMMAND, describeDisabledFeatures, loadConfig, parseCommandLine, settings } from '../src/config.js';
 import { generateSecret } from '../src/signature.js';
@@ -37,7 +38,7 @@ describe('loadConfig', () => {
   it('takes several secrets for rotation', () => {
     const a = generateSecret();
     const b = generateSecret();
-    expect(loadConfig({ TASKD_SECRET: `${a} ${b}` }).secrets.map((s) => s.raw)).toEqual([a, b]);
+    expect(loadConfig({ TASKD_SECRET: `${a} ${b}` }).secrets.map((s) => s.reveal())).toEqual([a, b]);
   });
 
   it.each([
@@ -74,6 +75,16 @@ describe('loadConfig', () => {
     } catch (error) {
       expect((error as Error).message).toMatch(/^TASKD_ADMIN_TOKEN: expected at least 16 characters$/);
     }
+  });
+
+  it('redacts secrets wherever the configuration is printed', () => {
+    const secret = generateSecret();
+    const config = loadConfig({ TASKD_SECRET: secret, TASKD_ADMIN_TOKEN: 'a-very-secret-admin-token' });
+    for (const text of [JSON.stringify(config), inspect(config, { depth: 5 }), String(config.adminToken)]) {
+      expect(text).not.toContain(secret.slice(6));
+      expect(text).not.toContain('a-very-secret-admin-token');
+    }
+    expect(config.adminToken?.reveal()).toBe('a-very-secret-admin-token');
   });
 
   it('names the flag when the bad value came from a flag', () => {

@@ -31,7 +31,7 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 export function authorizeOperator(config: Pick<Config, 'adminToken'>, request: FastifyRequest): void {
   const presented = bearerToken(request);
   if (config.adminToken !== undefined) {
-    if (presented === undefined || !tokenMatches(config.adminToken, presented)) throw new TaskdError('UNAUTHORIZED');
+    if (presented === undefined || !tokenMatches(config.adminToken.reveal(), presented)) throw new TaskdError('UNAUTHORIZED');
     return;
   }
   if (!isLoopback(request.socket.remoteAddress)) throw new TaskdError('FORBIDDEN');

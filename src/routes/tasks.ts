@@ -79,7 +79,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
       const token = bearerToken(request);
       if (config.adminToken !== undefined) {
         if (token === undefined) throw new TaskdError('SIGNATURE_MISSING');
-        if (!tokenMatches(config.adminToken, token)) throw new TaskdError('UNAUTHORIZED');
+        if (!tokenMatches(config.adminToken.reveal(), token)) throw new TaskdError('UNAUTHORIZED');
       } else if (!isLoopback(request.socket.remoteAddress)) {
         throw new TaskdError('FORBIDDEN', 'Unsigned intake needs TASKD_ADMIN_TOKEN, or a loopback client.');
       }
