@@ -1,0 +1,324 @@
+<?php
+
+/**
+ * @file
+ * The webhook sent when a task is queued.
+ */
+
+/**
+ * Tests collection in the hooks and sending at shutdown, to a real server.
+ */
+class WebhookTest extends HostingTaskdTestCase {
+
+  /**
+   * The site the tasks act on.
+   *
+   * @var int
+   */
+  protected $site;
+
+  /**
+   * Sets up the task tables.
+   */
+  protected function setUp(): void {
+    parent::setUp();
+    $this->createDatabase();
+    $this->site = shim_aegir_create_node('site', 'a.example.com');
+  }
+
+  /**
+   * Returns the POSTs the receiver got for /v1/tasks.
+   */
+  protected function webhooks() {
+    return array_values(array_filter($this->receivedRequests(), function ($request) {
+      return $request['method'] === 'POST' && preg_match('@/v1/tasks$@', $request['path']);
+    }));
+  }
+
+  /**
+   * A queued task is announced once, after the request, with a valid body.
+   */
+  public function testQueuedTaskIsSentAtShutdown() {
+    $secret = $this->configureService();
+    $before = time();
+    $task = shim_aegir_add_task($this->site, 'verify');
+
+    $this->assertSame(array($task->nid), hosting_taskd_pending_nids());
+    $this->assertEmpty($GLOBALS['shim_http_log'], 'Nothing is sent from inside node_save().');
+    $this->assertEmpty($this->receivedRequests());
+
+    _drupal_shutdown_function();
+    $after = time();
+
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $webhook = $webhooks[0];
+    $this->assertSame('/v1/tasks', $webhook['path']);
+    $this->assertSame('application/json', $webhook['headers']['content-type']);
+
+    $body = json_decode($webhook['body'], TRUE);
+    $this->assertSame(array(
+      'nid' => $task->nid,
+      'rid' => $this->site,
+      'type' => 'verify',
+      'vid' => $task->vid,
+      'changed' => $task->changed,
+    ), $body);
+    $this->assertDoesNotMatchRegularExpression('/"(nid|rid|vid|changed)":"/', $webhook['body']);
+
+    $id = $webhook['headers']['webhook-id'];
+    $timestamp = $webhook['headers']['webhook-timestamp'];
+    $this->assertMatchesRegularExpression('/^msg_[0-9a-f]{16,}$/', $id);
+    $this->assertMatchesRegularExpression('/^[0-9]+$/', $timestamp);
+    $this->assertGreaterThanOrEqual($before, (int) $timestamp);
+    $this->assertLessThanOrEqual($after, (int) $timestamp);
+    $this->assertSame(self::referenceSignature($secret, $id, $timestamp, $webhook['body']), $webhook['headers']['webhook-signature']);
+
+    $this->assertSame(0, $webhook['row_status'], 'The task row was committed when the webhook arrived.');
+    $this->assertSame(array(), shim_watchdog_entries('hosting_taskd'));
+    $this->assertSame(array(), hosting_taskd_pending_nids());
+  }
+
+  /**
+   * Every webhook gets its own id.
+   */
+  public function testWebhookIdsAreUnique() {
+    $this->configureService();
+    shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_add_task($this->site, 'backup');
+    shim_aegir_add_task($this->site, 'login-reset');
+    _drupal_shutdown_function();
+    $ids = array();
+    foreach ($this->webhooks() as $webhook) {
+      $ids[] = $webhook['headers']['webhook-id'];
+    }
+    $this->assertCount(3, $ids);
+    $this->assertSame($ids, array_values(array_unique($ids)));
+  }
+
+  /**
+   * One webhook per task per request, however many hooks fire for it.
+   */
+  public function testOneWebhookPerTask() {
+    $this->configureService();
+    $first = shim_aegir_add_task($this->site, 'verify');
+    $second = shim_aegir_add_task($this->site, 'backup');
+    // The same tasks seen again by every hook, as other modules saving them
+    // would cause.
+    hosting_taskd_hosting_task_update_status($first, HOSTING_TASK_QUEUED);
+    hosting_taskd_node_insert($first);
+    hosting_taskd_node_update($first);
+    hosting_taskd_node_update($second);
+    $this->assertSame(array($first->nid, $second->nid), hosting_taskd_pending_nids());
+    $callbacks = drupal_register_shutdown_function();
+    $this->assertCount(1, $callbacks, 'One shutdown function for the whole request.');
+
+    _drupal_shutdown_function();
+    $nids = array();
+    foreach ($this->webhooks() as $webhook) {
+      $nids[] = json_decode($webhook['body'], TRUE)['nid'];
+    }
+    $this->assertSame(array($first->nid, $second->nid), $nids);
+
+    // Seen again later in the same request: already announced.
+    hosting_taskd_node_update($first);
+    _drupal_shutdown_function();
+    $this->assertCount(2, $this->webhooks());
+  }
+
+  /**
+   * Either hook alone is enough to send the webhook.
+   */
+  public function testEachHookCollects() {
+    $this->configureService();
+    foreach (array('hosting_task_update_status', 'node_insert', 'node_update') as $hook) {
+      drupal_static_reset('hosting_taskd_pending');
+      $GLOBALS['shim_modules'] = array('hosting', 'hosting_task');
+      $task = shim_aegir_add_task($this->site, 'verify');
+      $this->assertSame(array(), hosting_taskd_pending_nids(), 'Module hooks not called.');
+      $GLOBALS['shim_modules'][] = 'hosting_taskd';
+      if ($hook == 'hosting_task_update_status') {
+        hosting_taskd_hosting_task_update_status($task, $task->task_status);
+      }
+      else {
+        call_user_func('hosting_taskd_' . $hook, $task);
+      }
+      $this->assertSame(array($task->nid), hosting_taskd_pending_nids(), $hook);
+    }
+  }
+
+  /**
+   * Tasks that are not queued, and other nodes, are not announced.
+   */
+  public function testOnlyQueuedTasksAreSent() {
+    $this->configureService();
+    shim_aegir_add_task($this->site, 'verify', HOSTING_TASK_SUCCESS);
+    shim_aegir_add_task($this->site, 'verify', HOSTING_TASK_PROCESSING);
+    $queued = shim_aegir_add_task($this->site, 'backup');
+    $this->assertSame(array($queued->nid), hosting_taskd_pending_nids());
+
+    // A node of another type that happens to carry a task_status.
+    $site = (object) array('nid' => $this->site, 'type' => 'site', 'task_status' => 0);
+    hosting_taskd_node_update($site);
+    hosting_taskd_hosting_task_update_status($queued, HOSTING_TASK_SUCCESS);
+    hosting_taskd_hosting_task_update_status((object) array('nid' => $this->site), NULL);
+    $this->assertSame(array($queued->nid), hosting_taskd_pending_nids());
+
+    _drupal_shutdown_function();
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $this->assertSame($queued->nid, json_decode($webhooks[0]['body'], TRUE)['nid']);
+  }
+
+  /**
+   * A task that is no longer queued at shutdown is not announced.
+   */
+  public function testTaskStartedInSameRequestIsNotSent() {
+    $this->configureService();
+    $task = shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_set_status($task->nid, HOSTING_TASK_PROCESSING);
+    _drupal_shutdown_function();
+    $this->assertSame(array(), $this->webhooks());
+    $this->assertSame(array(), $GLOBALS['shim_http_log']);
+  }
+
+  /**
+   * A re-queued nid (new revision, older 3.x retry) is announced with the
+   * new revision.
+   */
+  public function testRequeuedNidIsSent() {
+    $this->configureService();
+    $task = shim_aegir_add_task($this->site, 'verify', HOSTING_TASK_ERROR);
+    $this->assertSame(array(), hosting_taskd_pending_nids());
+    $requeued = shim_aegir_set_status($task->nid, HOSTING_TASK_QUEUED);
+    _drupal_shutdown_function();
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $body = json_decode($webhooks[0]['body'], TRUE);
+    $this->assertSame($task->nid, $body['nid']);
+    $this->assertSame($requeued->vid, $body['vid']);
+    $this->assertNotSame($task->vid, $body['vid']);
+  }
+
+  /**
+   * A task whose save was rolled back is not announced.
+   */
+  public function testRolledBackTaskIsNotSent() {
+    $this->configureService();
+    $pdo = shim_db();
+    $pdo->beginTransaction();
+    $task = shim_aegir_add_task($this->site, 'verify');
+    $pdo->rollBack();
+    $this->assertSame(array($task->nid), hosting_taskd_pending_nids());
+    _drupal_shutdown_function();
+    $this->assertSame(array(), $this->webhooks());
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(1, $entries);
+    $this->assertSame(WATCHDOG_WARNING, $entries[0]['severity']);
+  }
+
+  /**
+   * A connection failure is logged, without the secret, and not thrown.
+   */
+  public function testConnectionFailureIsLogged() {
+    $secret = hosting_taskd_generate_secret();
+    variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
+    variable_set('hosting_taskd_secret', $secret);
+    $task = shim_aegir_add_task($this->site, 'verify');
+    _drupal_shutdown_function();
+
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(1, $entries);
+    $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity']);
+    $this->assertStringContainsString('task ' . $task->nid, $entries[0]['text']);
+    $this->assertSame(array(), shim_watchdog_entries('php'), 'No exception reached the shutdown handler.');
+    $this->assertSecretNotLogged($secret);
+  }
+
+  /**
+   * An error answer from the service is logged with its status.
+   */
+  public function testErrorAnswerIsLogged() {
+    $secret = $this->configureService('/status/500');
+    $task = shim_aegir_add_task($this->site, 'verify');
+    _drupal_shutdown_function();
+
+    $this->assertCount(1, $this->receivedRequests());
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(1, $entries);
+    $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity']);
+    $this->assertStringContainsString('HTTP 500', $entries[0]['text']);
+    $this->assertStringContainsString('task ' . $task->nid, $entries[0]['text']);
+    $this->assertSecretNotLogged($secret);
+  }
+
+  /**
+   * The timeout setting bounds how long the request waits for the service.
+   */
+  public function testTimeout() {
+    $secret = $this->configureService();
+    // A receiver of its own: the shared one serves one request at a time and
+    // would still be asleep during the next test.
+    $log = tempnam(sys_get_temp_dir(), 'taskd-log');
+    $slow = new TestServer(__DIR__ . '/receiver.php', array('RECEIVER_LOG' => $log));
+    variable_set('hosting_taskd_url', $slow->baseUrl . '/slow');
+    variable_set('hosting_taskd_timeout', 0.5);
+    shim_aegir_add_task($this->site, 'verify');
+    $started = microtime(TRUE);
+    _drupal_shutdown_function();
+    $this->assertLessThan(2.5, microtime(TRUE) - $started);
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(1, $entries);
+    $this->assertStringContainsString('timed out', $entries[0]['text']);
+    $this->assertSecretNotLogged($secret);
+    $this->assertCount(1, file($log, FILE_SKIP_EMPTY_LINES), 'The request reached the slow receiver.');
+    $slow->stop();
+    unlink($log);
+  }
+
+  /**
+   * Without a URL or a secret nothing is sent, and that is logged.
+   */
+  public function testNotConfigured() {
+    $this->receiver();
+    foreach (array('hosting_taskd_url', 'hosting_taskd_secret') as $missing) {
+      $GLOBALS['shim_watchdog'] = array();
+      $this->configureService();
+      variable_del($missing);
+      shim_aegir_add_task($this->site, 'verify');
+      _drupal_shutdown_function();
+      $entries = shim_watchdog_entries('hosting_taskd');
+      $this->assertCount(1, $entries, $missing);
+      $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity'], $missing);
+      $this->assertStringContainsString('not configured', $entries[0]['text'], $missing);
+    }
+    $this->assertSame(array(), $this->receivedRequests());
+    $this->assertSame(array(), $GLOBALS['shim_http_log']);
+  }
+
+  /**
+   * An exception while sending is logged, not thrown.
+   */
+  public function testExceptionWhileSendingIsLogged() {
+    $this->configureService();
+    $task = shim_aegir_add_task($this->site, 'verify');
+    shim_db()->exec('DROP TABLE hosting_task');
+    _drupal_shutdown_function();
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(1, $entries);
+    $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity']);
+    $this->assertStringContainsString('task ' . $task->nid, $entries[0]['text']);
+    $this->assertSame(array(), shim_watchdog_entries('php'));
+  }
+
+  /**
+   * Asserts that no log entry contains the secret or its key.
+   */
+  protected function assertSecretNotLogged($secret) {
+    $text = $this->logText();
+    $this->assertNotSame('', $text);
+    $this->assertStringNotContainsString($secret, $text);
+    $this->assertStringNotContainsString(substr($secret, strlen('whsec_')), $text);
+  }
+
+}
