@@ -78,7 +78,8 @@ describe('aegir-taskd as a process', () => {
     const recordFile = path.join(dir, 'records');
     const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '0.3', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1.5' });
     await postSigned(s.url, { nid: 3, rid: 1 });
-    const [start] = await waitFor(async () => (await readRecords(recordFile)).length === 1 && readRecords(recordFile));
+    await waitFor(async () => (await readRecords(recordFile)).length === 1);
+    const [start] = await readRecords(recordFile);
     s.child.kill('SIGTERM');
     expect(await s.exited).toEqual({ code: 0, signal: null });
     expect(isProcessAlive(start!.pid)).toBe(true);
@@ -91,7 +92,8 @@ describe('aegir-taskd as a process', () => {
     const recordFile = path.join(dir, 'records');
     const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '30', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1' });
     await postSigned(s.url, { nid: 4, rid: 1 });
-    const [start] = await waitFor(async () => (await readRecords(recordFile)).length === 1 && readRecords(recordFile));
+    await waitFor(async () => (await readRecords(recordFile)).length === 1);
+    const [start] = await readRecords(recordFile);
     s.child.kill('SIGTERM');
     await waitFor(() => s.logs.some((l) => l.includes('shutting down')));
     s.child.kill('SIGINT');
