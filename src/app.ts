@@ -91,6 +91,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Reconciling starts with listening, so a service that is not serving never runs tasks on its own.
+  app.addHook('onListen', async () => {
+    reconciler?.start();
+  });
   app.addHook('onClose', async () => {
     reconciler?.stop();
     scheduler.close();

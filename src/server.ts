@@ -22,7 +22,6 @@ export async function startServer(config: Config, options: Omit<AppOptions, 'con
     { address, concurrency: config.concurrency, command: config.command, logDir: config.logDir, frontend: config.frontendUrl ?? null, adopted },
     'aegir-taskd ready',
   );
-  app.taskd.reconciler?.start();
 
   let shuttingDown: Promise<void> | null = null;
   const shutdown = () => {

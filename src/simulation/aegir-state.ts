@@ -1,0 +1,103 @@
+import { AegirStatus, type AegirTask } from '../frontend.js';
+
+/** How a simulated hosting-task run ends. */
+export type Behaviour = 'success' | 'warning' | 'error' | 'hang' | 'die' | 'leave-queued';
+
+export interface SimTask extends AegirTask {
+  vid: number;
+  rid: number;
+  type: string;
+  changed: number;
+  executed: number | null;
+  delta: number | null;
+  behaviour: Behaviour;
+  seconds: number;
+  /** Every time hosting-task claimed it (marked it processing): a task run twice shows up here. */
+  claims: number;
+}
+
+/**
+ * Aegir's hosting_task table as the design relies on it: status codes, a new revision (vid) on
+ * every node save, `changed` moved by saves, and the final status written straight to the row.
+ */
+export class AegirState {
+  readonly tasks = new Map<number, SimTask>();
+  #nextNid = 100;
+  #nextVid = 1000;
+  #clock: () => number;
+
+  constructor(clock: () => number = () => Math.floor(Date.now() / 1000)) {
+    this.#clock = clock;
+  }
+
+  /** hosting_add_task(): a new task node, status queued. */
+  addTask(input: { rid: number; type?: string; behaviour?: Behaviour; seconds?: number; nid?: number }): SimTask {
+    const nid = input.nid ?? this.#nextNid++;
+    const task: SimTask = {
+      nid,
+      vid: this.#nextVid++,
+      rid: input.rid,
+      type: input.type ?? 'verify',
+      status: AegirStatus.queued,
+      changed: this.#clock(),
+      executed: null,
+      delta: null,
+      behaviour: input.behaviour ?? 'success',
+      seconds: input.seconds ?? 0.2,
+      claims: 0,
+    };
+    this.tasks.set(nid, task);
+    return task;
+  }
+
+  /** The module's queue endpoint: live revisions that are queued or processing, oldest changed first, then nid. */
+  listQueue(): AegirTask[] {
+    return [...this.tasks.values()]
+      .filter((t) => t.status === AegirStatus.queued || t.status === AegirStatus.processing)
+      .sort((a, b) => a.changed - b.changed || a.nid - b.nid)
+      .map(({ nid, vid, rid, type, status, changed, executed }) => ({ nid, vid, rid, type, status, changed, executed }));
+  }
+
+  getTask(nid: number): AegirTask | null {
+    const t = this.tasks.get(nid);
+    if (!t) return null;
+    const { nid: n, vid, rid, type, status, changed, executed, delta } = t;
+    return { nid: n, vid, rid, type, status, changed, executed, delta };
+  }
+
+  /** What `drush hosting-task NID` does first: refuse unless queued, then save a processing revision. */
+  claim(nid: number): { ok: true; task: SimTask } | { ok: false; message: string } {
+    const t = this.tasks.get(nid);
+    if (!t) return { ok: false, message: `Could not find or create a task with nid ${nid}.` };
+    if (t.status === AegirStatus.processing) return { ok: false, message: 'This task is already running, use --force.' };
+    if (t.status !== AegirStatus.queued) return { ok: false, message: 'This task is not queued, use --force.' };
+    t.status = AegirStatus.processing;
+    t.vid = this.#nextVid++;
+    t.changed = this.#clock();
+    t.executed = this.#clock();
+    t.claims += 1;
+    return { ok: true, task: t };
+  }
+
+  /** At shutdown hosting-task writes the final status straight to the row (no new revision). */
+  finish(nid: number, status: number): void {
+    const t = this.tasks.get(nid);
+    if (!t) return;
+    t.status = status;
+    t.delta = t.executed === null ? 0 : this.#clock() - t.executed;
+  }
+
+  /** "Run again" on older 3.x: the same nid queued again with a new revision. */
+  requeue(nid: number): SimTask | undefined {
+    const t = this.tasks.get(nid);
+    if (!t) return undefined;
+    t.status = AegirStatus.queued;
+    t.vid = this.#nextVid++;
+    t.changed = this.#clock();
+    return t;
+  }
+
+  delete(nid: number): boolean {
+    return this.tasks.delete(nid);
+  }
+}

@@ -1,0 +1,194 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { z } from 'zod';
+import { signedHeaders, verify } from '../signature.js';
+import { AegirState, type Behaviour } from './aegir-state.js';
+
+export type Fault = 'down' | 'slow' | 'error' | 'invalid-json' | 'huge' | 'bad-signature';
+
+export interface FakeFrontendOptions {
+  key: Buffer;
+  /** Where to send webhooks for new tasks, as hosting_taskd does; unset: no webhooks. */
+  serviceUrl?: string;
+  state?: AegirState;
+  slowMs?: number;
+}
+
+const addSchema = z.object({
+  rid: z.number().int().positive(),
+  type: z.string().optional(),
+  behaviour: z.enum(['success', 'warning', 'error', 'hang', 'die', 'leave-queued']).optional(),
+  seconds: z.number().nonnegative().optional(),
+  nid: z.number().int().positive().optional(),
+  webhook: z.boolean().optional(),
+});
+
+/**
+ * A stand-in for the Aegir frontend with the hosting_taskd module: the module's two signed
+ * endpoints under /hosting/taskd, plus /_sim/ control routes used by the fake hosting-task
+ * command, the tests and the demo. Faults can be switched on to test the service's client.
+ */
+export class FakeFrontend {
+  readonly state: AegirState;
+  readonly webhookResults: Array<{ nid: number; status: number | string }> = [];
+  fault: Fault | null = null;
+  requests = 0;
+  #server: http.Server | null = null;
+  #url = '';
+
+  constructor(private readonly options: FakeFrontendOptions) {
+    this.state = options.state ?? new AegirState();
+  }
+
+  get url(): string {
+    return this.#url;
+  }
+
+  /** The value for TASKD_FRONTEND_URL. */
+  get baseUrl(): string {
+    return `${this.#url}/hosting/taskd`;
+  }
+
+  set serviceUrl(url: string) {
+    this.options.serviceUrl = url;
+  }
+
+  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    this.#server = http.createServer((req, res) => void this.#handle(req, res));
+    this.#server.keepAliveTimeout = 1000;
+    await new Promise<void>((resolve) => this.#server!.listen(port, host, resolve));
+    const { port: bound } = this.#server.address() as AddressInfo;
+    this.#url = `http://${host}:${bound}`;
+    return this.#url;
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.#server = null;
+  }
+
+  /** Queues a task as hosting_add_task does and, unless told not to, sends the module's webhook. */
+  async addTask(input: { rid: number; type?: string; behaviour?: Behaviour; seconds?: number; nid?: number; webhook?: boolean }) {
+    const task = this.state.addTask(input);
+    if (input.webhook !== false) await this.sendWebhook(task.nid);
+    return task;
+  }
+
+  async sendWebhook(nid: number): Promise<number | string> {
+    const task = this.state.getTask(nid);
+    if (!task || !this.options.serviceUrl) return 'no service';
+    const payload = JSON.stringify({ nid: task.nid, rid: task.rid, type: task.type, vid: task.vid, changed: task.changed });
+    let status: number | string;
+    try {
+      const response = await request(`${this.options.serviceUrl}/v1/tasks`, {
+        method: 'POST',
+        body: payload,
+        headers: { 'content-type': 'application/json', ...signedHeaders(this.options.key, payload) },
+      });
+      await response.body.dump();
+      status = response.statusCode;
+    } catch (error) {
+      status = (error as Error).message;
+    }
+    this.webhookResults.push({ nid, status });
+    return status;
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sim');
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      if (url.pathname.startsWith('/hosting/taskd/')) return await this.#moduleEndpoint(req, res, url.pathname.slice('/hosting/taskd/'.length), send);
+      if (url.pathname.startsWith('/_sim/')) return await this.#control(req, url, send);
+      send(404, { error: 'not found' });
+    } catch (error) {
+      send(500, { error: (error as Error).message });
+    }
+  }
+
+  async #moduleEndpoint(req: http.IncomingMessage, res: http.ServerResponse, route: string, send: (s: number, b: unknown) => void) {
+    this.requests += 1;
+    const fault = this.fault;
+    if (fault === 'down') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 'slow') await new Promise((r) => setTimeout(r, this.options.slowMs ?? 15_000));
+    const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
+    const verdict = verify([this.options.key], { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: route });
+    if (!verdict.ok || fault === 'bad-signature') return send(401, { error: 'TASKD_ERR_SIGNATURE_INVALID', message: 'Invalid signature.' });
+    if (fault === 'error') return send(500, { error: 'internal', message: 'PDOException: database went away' });
+    if (fault === 'invalid-json') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"tasks": [ <html>');
+      return;
+    }
+    if (fault === 'huge') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      for (let i = 0; i < 40 && !res.destroyed; i += 1) {
+        if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+      }
+      res.end('{}');
+      return;
+    }
+    if (route === 'queue') return send(200, { tasks: this.state.listQueue() });
+    const match = /^task\/([1-9]\d*)$/.exec(route);
+    if (match) {
+      const task = this.state.getTask(Number(match[1]));
+      return task ? send(200, task) : send(404, { error: 'not_found', message: 'No such task.' });
+    }
+    send(404, { error: 'not_found' });
+  }
+
+  async #control(req: http.IncomingMessage, url: URL, send: (s: number, b: unknown) => void) {
+    const body = req.method === 'POST' ? await readJson(req) : undefined;
+    const parts = url.pathname.split('/').filter(Boolean).slice(1);
+    if (req.method === 'GET' && parts[0] === 'tasks' && parts.length === 1) return send(200, { tasks: [...this.state.tasks.values()] });
+    if (req.method === 'POST' && parts[0] === 'tasks' && parts.length === 1) {
+      const input = addSchema.parse(body ?? {});
+      return send(201, await this.addTask(input));
+    }
+    if (req.method === 'POST' && parts[0] === 'fault') {
+      const mode = (body as { mode?: Fault | null } | undefined)?.mode ?? null;
+      this.fault = mode;
+      return send(200, { fault: this.fault });
+    }
+    const nid = Number(parts[1]);
+    const action = parts[2];
+    if (req.method === 'GET' && parts[0] === 'tasks' && action === undefined) {
+      const task = this.state.tasks.get(nid);
+      return task ? send(200, task) : send(404, { error: 'not found' });
+    }
+    if (req.method !== 'POST' || parts[0] !== 'tasks' || !Number.isSafeInteger(nid)) return send(404, { error: 'not found' });
+    if (action === 'claim') {
+      const result = this.state.claim(nid);
+      return result.ok ? send(200, result.task) : send(409, { message: result.message });
+    }
+    if (action === 'finish') {
+      this.state.finish(nid, z.object({ status: z.number().int() }).parse(body).status);
+      return send(200, this.state.getTask(nid));
+    }
+    if (action === 'requeue') {
+      const task = this.state.requeue(nid);
+      if (task && (body as { webhook?: boolean } | undefined)?.webhook !== false) await this.sendWebhook(nid);
+      return task ? send(200, task) : send(404, { error: 'not found' });
+    }
+    if (action === 'delete') return send(this.state.delete(nid) ? 200 : 404, {});
+    send(404, { error: 'not found' });
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text ? JSON.parse(text) : undefined;
+}

@@ -1,0 +1,154 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AegirStatus } from '../src/frontend.js';
+import { waitFor } from './helpers.js';
+import { simulatedAegir } from './simulation.js';
+
+type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
+const open: Sim[] = [];
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+async function setup(env: Record<string, string> = {}, options: { retryDelaysMs?: number[]; noReconcileTimer?: boolean } = {}) {
+  const s = await simulatedAegir(env, options);
+  open.push(s);
+  return s;
+}
+
+const ended = (s: Sim, nid: number) => waitFor(async () => !['queued', 'running'].includes((await s.task(nid)).state), { timeoutMs: 10_000, what: `task ${nid} to end` });
+
+describe('outcomes read from Aegir', () => {
+  it('records succeeded, warning (although the exit code is 0) and failed from the status Aegir wrote', async () => {
+    const s = await setup();
+    const ok = await s.sim.addTask({ rid: 1, behaviour: 'success', seconds: 0.05 });
+    const warn = await s.sim.addTask({ rid: 2, behaviour: 'warning', seconds: 0.05 });
+    const bad = await s.sim.addTask({ rid: 3, behaviour: 'error', seconds: 0.05 });
+    for (const t of [ok, warn, bad]) await ended(s, t.nid);
+    expect(await s.task(ok.nid)).toMatchObject({ state: 'succeeded', exitCode: 0, aegirStatus: AegirStatus.success, outcomeConfirmed: true });
+    expect(await s.task(warn.nid)).toMatchObject({ state: 'warning', exitCode: 0, aegirStatus: AegirStatus.warning });
+    expect(await s.task(bad.nid)).toMatchObject({ state: 'failed', exitCode: 1, aegirStatus: AegirStatus.error });
+    expect([ok, warn, bad].map((t) => s.sim.state.tasks.get(t.nid)!.claims)).toEqual([1, 1, 1]);
+  });
+
+  it('retries a task still queued in Aegir after its run, then marks it stuck until Aegir shows a new revision', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    const t = await s.sim.addTask({ rid: 1, behaviour: 'leave-queued' });
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'stuck', attempts: 3 });
+    // The same revision announced again changes nothing.
+    expect(await s.sim.sendWebhook(t.nid)).toBe(200);
+    expect((await s.task(t.nid)).state).toBe('stuck');
+    // Aegir queues it again (new vid): it runs again.
+    s.sim.state.tasks.get(t.nid)!.behaviour = 'success';
+    s.sim.state.requeue(t.nid);
+    expect(await s.sim.sendWebhook(t.nid)).toBe(202);
+    await waitFor(async () => (await s.task(t.nid)).state === 'succeeded', { timeoutMs: 10_000 });
+  });
+
+  it('skips a task that Aegir no longer has queued when it is about to start', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60', TASKD_CONFIRM_MAX_AGE: '0' });
+    s.app.taskd.scheduler.pause();
+    const t = await s.sim.addTask({ rid: 1 });
+    s.sim.state.finish(t.nid, AegirStatus.success);
+    s.app.taskd.scheduler.resume();
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'skipped', attempts: 0 });
+    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(0);
+  });
+
+  it('looks up the lane of a task announced without rid', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    const t = s.sim.state.addTask({ rid: 77, seconds: 0.05 });
+    const response = await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } });
+    expect(response.statusCode).toBe(202);
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ lane: 'rid:77', rid: 77, state: 'succeeded' });
+  });
+
+  it('takes the exit code when the outcome cannot be read, and corrects it at a later reconcile', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    const t = await s.sim.addTask({ rid: 1, behaviour: 'warning', seconds: 0.6 });
+    await waitFor(() => s.sim.state.tasks.get(t.nid)!.claims === 1);
+    s.sim.fault = 'error';
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', outcomeConfirmed: false });
+    s.sim.fault = null;
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    expect(report.corrected).toEqual([t.nid]);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'warning', outcomeConfirmed: true });
+  });
+});
+
+describe('reconciliation', () => {
+  it('picks up a task whose webhook was lost', async () => {
+    const s = await setup();
+    const t = await s.sim.addTask({ rid: 1, webhook: false, seconds: 0.05 });
+    await waitFor(async () => (await s.task(t.nid)).state === 'succeeded', { timeoutMs: 10_000 });
+    expect(await s.task(t.nid)).toMatchObject({ source: 'reconcile' });
+    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(1);
+  });
+
+  it('does not run a task cancelled in Aegir while it was queued here', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    s.app.taskd.scheduler.pause();
+    const t = await s.sim.addTask({ rid: 1 });
+    expect((await s.task(t.nid)).state).toBe('queued');
+    await new Promise((r) => setTimeout(r, 5));
+    s.sim.state.delete(t.nid);
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    expect(report.cancelled).toEqual([t.nid]);
+    s.app.taskd.scheduler.resume();
+    expect(await s.task(t.nid)).toMatchObject({ state: 'cancelled', message: 'Aegir no longer has it queued' });
+  });
+
+  it('reports a task whose child died half way as an orphan, and never starts it', async () => {
+    const s = await setup();
+    const t = await s.sim.addTask({ rid: 1, behaviour: 'die', seconds: 0.2 });
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'failed', signal: 'SIGKILL' });
+    await waitFor(async () => (await s.app.inject({ url: '/v1/queue' })).json().orphans.length === 1);
+    const queue = (await s.app.inject({ url: '/v1/queue' })).json();
+    expect(queue.orphans[0]).toMatchObject({ nid: t.nid, rid: 1 });
+    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/^taskd_orphans 1$/m);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(1);
+  });
+
+  it('backs off while the frontend is down, reports not ready, and recovers without a restart', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '2' });
+    await waitFor(async () => (await s.app.inject({ url: '/readyz' })).statusCode === 200);
+    s.sim.fault = 'down';
+    const before = s.sim.requests;
+    await waitFor(() => (s.app.taskd.reconciler?.consecutiveFailures ?? 0) >= 2, { timeoutMs: 10_000, what: 'two failed reconciles' });
+    // 1 s then 2 s apart: a backoff, not a tight loop.
+    expect(s.sim.requests - before).toBeLessThan(6);
+    const lost = await s.sim.addTask({ rid: 1, webhook: false, seconds: 0.05 });
+    s.sim.fault = null;
+    await waitFor(async () => (await s.task(lost.nid)).state === 'succeeded', { timeoutMs: 10_000, what: 'recovery' });
+    expect((await s.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/taskd_reconcile_runs_total\{result="error"\} [2-9]/);
+  });
+
+  it('turns not ready when the last good reconcile is older than three intervals', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '0.1' });
+    await waitFor(async () => (await s.app.inject({ url: '/readyz' })).statusCode === 200);
+    s.sim.fault = 'error';
+    await waitFor(async () => (await s.app.inject({ url: '/readyz' })).statusCode === 503, { timeoutMs: 5000 });
+    expect((await s.app.inject({ url: '/readyz' })).json().reason).toMatch(/older than three intervals: GET queue: HTTP 500/);
+  });
+
+  it('runs every task Aegir has queued after a restart, none twice', async () => {
+    const s = await setup();
+    await s.app.close();
+    const tasks = [];
+    for (let i = 0; i < 6; i += 1) tasks.push(s.sim.state.addTask({ rid: 1 + (i % 3), seconds: 0.05 }));
+    const again = await simulatedAegir({ TASKD_LOG_DIR: s.config.logDir });
+    open.push(again);
+    again.sim.state.tasks.clear();
+    for (const [nid, t] of s.sim.state.tasks) again.sim.state.tasks.set(nid, t);
+    again.app.taskd.reconciler?.stop();
+    await again.app.inject({ method: 'POST', url: '/v1/reconcile' });
+    for (const t of tasks) await waitFor(async () => (await again.task(t.nid)).state === 'succeeded', { timeoutMs: 10_000 });
+    expect(tasks.map((t) => again.sim.state.tasks.get(t.nid)!.claims)).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+});
