@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, parseCommandLine, settings } from './config.js';
+import { runDemo } from './demo.js';
 import { handleSignals, startServer } from './server.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -13,6 +14,7 @@ export function usage(): string {
     '',
     'Usage:',
     '  aegir-taskd [serve] [options]     start the service (the default)',
+    '  aegir-taskd demo [options]        start it wired to a simulated Aegir, and print curl lines to try',
     '  aegir-taskd --help | --version',
     '',
     'Every option can also be given by its environment variable; a flag wins over the environment.',
@@ -41,6 +43,15 @@ export async function main(argv: string[]): Promise<number | null> {
     return 0;
   }
   const command = cli.command ?? 'serve';
+  if (command === 'demo') {
+    try {
+      await runDemo(cli.flags);
+    } catch (error) {
+      process.stderr.write(`aegir-taskd: ${(error as Error).message}\n`);
+      return error instanceof ConfigError ? 2 : 1;
+    }
+    return null;
+  }
   if (command !== 'serve') {
     process.stderr.write(`aegir-taskd: unknown command ${JSON.stringify(command)}\nTry aegir-taskd --help.\n`);
     return 2;

@@ -82,6 +82,17 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** Alive and not a zombie: an adopted child's parent died, and nobody may be reaping it promptly. */
+export async function isRunning(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return isAlive(pid);
+  }
+}
+
 /** The kernel's start time of a process (clock ticks since boot), so a recycled pid is not mistaken for our child. */
 export async function readProcessStartTime(pid: number): Promise<string | null> {
   try {

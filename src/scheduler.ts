@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 import { AegirStatus, FrontendError, type AegirTask, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { MinHeap } from './min-heap.js';
-import { isAlive, readProcessStartTime, startRun, type RunResult, type StartedRun } from './runner.js';
+import { isRunning, readProcessStartTime, startRun, type RunResult, type StartedRun } from './runner.js';
 import { TaskPool } from './task-pool.js';
 
 export const TASK_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
@@ -423,7 +423,7 @@ export class Scheduler {
    * it shows as running, holds its lane and a concurrency slot, and its outcome is read when it ends.
    */
   async adopt(record: AdoptionRecord): Promise<boolean> {
-    if (!isAlive(record.pid)) return false;
+    if (!(await isRunning(record.pid))) return false;
     if (record.processStart !== null && (await readProcessStartTime(record.pid)) !== record.processStart) return false;
     if (this.#active.has(record.nid)) return false;
     const now = Date.now();
@@ -457,11 +457,14 @@ export class Scheduler {
     lane.holder = task;
     this.#runningCount += 1;
     this.#log.info({ nid: task.nid, pid: record.pid, lane: laneKey }, 're-adopted a running task');
+    // Not our child, so there is no exit event to wait for: look every so often.
     const poll = setInterval(() => {
-      if (isAlive(record.pid)) return;
-      clearInterval(poll);
-      this.#timers.delete(poll);
-      void this.#finishAdopted(task);
+      void isRunning(record.pid).then((running) => {
+        if (running || !this.#timers.has(poll)) return;
+        clearInterval(poll);
+        this.#timers.delete(poll);
+        void this.#finishAdopted(task);
+      });
     }, this.#adoptionPollMs);
     this.#timers.add(poll);
     return true;

@@ -14,6 +14,9 @@ export interface SimTask extends AegirTask {
   seconds: number;
   /** Every time hosting-task claimed it (marked it processing): a task run twice shows up here. */
   claims: number;
+  /** Wall-clock milliseconds of the last claim and the last final status, for ordering checks. */
+  claimedAt: number | null;
+  finishedAt: number | null;
 }
 
 /**
@@ -45,6 +48,8 @@ export class AegirState {
       behaviour: input.behaviour ?? 'success',
       seconds: input.seconds ?? 0.2,
       claims: 0,
+      claimedAt: null,
+      finishedAt: null,
     };
     this.tasks.set(nid, task);
     return task;
@@ -76,6 +81,7 @@ export class AegirState {
     t.changed = this.#clock();
     t.executed = this.#clock();
     t.claims += 1;
+    t.claimedAt = Date.now();
     return { ok: true, task: t };
   }
 
@@ -84,6 +90,7 @@ export class AegirState {
     const t = this.tasks.get(nid);
     if (!t) return;
     t.status = status;
+    t.finishedAt = Date.now();
     t.delta = t.executed === null ? 0 : this.#clock() - t.executed;
   }
 

@@ -1,0 +1,61 @@
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from './config.js';
+import { handleSignals, startServer } from './server.js';
+import { generateSecret } from './signature.js';
+import { FakeFrontend } from './simulation/fake-frontend.js';
+
+/**
+ * Starts the service wired to a simulated Aegir (a fake frontend and a fake hosting-task), and
+ * prints curl lines that queue tasks, so a newcomer sees the whole loop work in a minute.
+ */
+export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<void> {
+  const secret = generateSecret();
+  const sim = new FakeFrontend({ key: Buffer.from(secret.slice('whsec_'.length), 'base64') });
+  await sim.listen();
+  const fakeHostingTask = fileURLToPath(new URL('./simulation/fake-hosting-task.js', import.meta.url));
+  const config: Config = loadConfig(
+    {
+      TASKD_SECRET: secret,
+      TASKD_FRONTEND_URL: sim.baseUrl,
+      TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
+      TASKD_CONCURRENCY: '2',
+      TASKD_RECONCILE_INTERVAL: '5',
+      TASKD_LOG_DIR: path.join(os.tmpdir(), `aegir-taskd-demo-${process.pid}`),
+      TASKD_LOG_LEVEL: 'warn',
+    },
+    flags,
+  );
+  const server = await startServer(config, { env: { ...process.env, AEGIR_SIM_URL: sim.url } });
+  sim.serviceUrl = server.address;
+  const add = (body: string) => `curl -s -X POST ${sim.url}/_sim/tasks -H 'content-type: application/json' -d '${body}'`;
+  process.stdout.write(
+    [
+      '',
+      `aegir-taskd demo: the service listens on ${server.address}; a simulated Aegir frontend on ${sim.url}.`,
+      'Paste these into another terminal.',
+      '',
+      '# Queue a verify task in the simulated Aegir: its hosting_taskd module sends the signed webhook, the task starts at once',
+      add('{"rid":1,"type":"verify","seconds":3}'),
+      '# Two more on the same site: they run one after the other; one on another site runs alongside',
+      add('{"rid":1,"type":"backup"}') + ' ; ' + add('{"rid":1,"type":"verify"}') + ' ; ' + add('{"rid":2,"type":"install","seconds":2}'),
+      '# A task whose webhook is lost: the reconciler finds it within 5 seconds',
+      add('{"rid":3,"type":"verify","webhook":false}'),
+      '# Outcomes come from Aegir, not the exit code: a warning exits 0 and still shows as warning',
+      add('{"rid":4,"type":"migrate","behaviour":"warning"}') + ' ; ' + add('{"rid":5,"type":"delete","behaviour":"error"}'),
+      '# A drush that dies half way leaves the task processing in Aegir: it shows up as an orphan',
+      add('{"rid":6,"type":"clone","behaviour":"die"}'),
+      '',
+      '# Watch',
+      `curl -s ${server.address}/v1/queue`,
+      `curl -s '${server.address}/v1/tasks?limit=20'`,
+      `curl -s ${server.address}/v1/tasks/100`,
+      `curl -s ${sim.url}/_sim/tasks          # the simulated hosting_task table`,
+      '',
+      'Ctrl-C stops the demo.',
+      '',
+    ].join('\n'),
+  );
+  handleSignals(server);
+}

@@ -1,0 +1,33 @@
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { waitFor } from '../helpers.js';
+import { cliPath } from './service-process.js';
+
+const children: Array<ReturnType<typeof spawn>> = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+describe('aegir-taskd demo', () => {
+  it('prints curl lines that queue a task in the simulated Aegir and show it run', async () => {
+    const child = spawn(process.execPath, [cliPath, 'demo', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    await waitFor(() => out.includes('Ctrl-C stops the demo.'), { what: 'the demo banner' });
+    const firstCurl = out.split('\n').find((l) => l.startsWith('curl -s -X POST'))!;
+    const [, simTasksUrl, body] = /^curl -s -X POST (\S+) -H 'content-type: application\/json' -d '([^']+)'$/.exec(firstCurl)!;
+    const service = /the service listens on (http:\/\/\S+);/.exec(out)![1]!;
+    const created = await request(simTasksUrl!, { method: 'POST', body: body!.replace('"seconds":3', '"seconds":0.2'), headers: { 'content-type': 'application/json' } });
+    const task = (await created.body.json()) as { nid: number };
+    await waitFor(
+      async () => {
+        const answer = await request(`${service}/v1/tasks/${task.nid}`);
+        return ((await answer.body.json()) as { state?: string }).state === 'succeeded';
+      },
+      { timeoutMs: 10_000, what: 'the demo task to succeed' },
+    );
+    expect(out).toContain(`curl -s ${service}/v1/queue`);
+  });
+});
