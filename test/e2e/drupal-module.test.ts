@@ -1,0 +1,78 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { TEST_SECRET, fixture, repoRoot, tempDir, testConfig, waitFor } from '../helpers.js';
+
+const moduleTests = path.join(repoRoot, 'drupal-module', 'hosting_taskd', 'tests');
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+});
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The module's real page callbacks, served by PHP's built-in server over the Drupal shim and a SQLite file. */
+async function serveModule(db: string): Promise<string> {
+  const port = await freePort();
+  const php: ChildProcess = spawn('php', ['-S', `127.0.0.1:${port}`, path.join(moduleTests, 'serve.php')], {
+    env: { ...process.env, HOSTING_TASKD_DB: db, HOSTING_TASKD_SECRET: TEST_SECRET },
+    stdio: 'ignore',
+  });
+  cleanup.push(() => php.kill('SIGKILL'));
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${base}/hosting/taskd/queue`).catch(() => null))?.status === 401, { what: 'php -S to answer' });
+  return `${base}/hosting/taskd`;
+}
+
+/** hosting_add_task() through the module's real hooks and shutdown function; the webhook goes to serviceUrl. */
+async function enqueue(db: string, serviceUrl: string, rid: number) {
+  // Asynchronous: the service answering the webhook runs in this very process.
+  const php = spawn('php', [path.join(moduleTests, 'enqueue.php')], {
+    env: { ...process.env, HOSTING_TASKD_DB: db, HOSTING_TASKD_URL: serviceUrl, HOSTING_TASKD_SECRET: TEST_SECRET, HOSTING_TASKD_RID: String(rid) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  php.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const status = await new Promise<number | null>((resolve) => php.on('close', resolve));
+  return { status, output: JSON.parse(stdout.trim()) as { task: { nid: number; rid: number }; webhooks: Array<{ code: number }> } };
+}
+
+describe('the hosting_taskd module and the service together', () => {
+  it('the module webhook runs the task, and the outcome comes back through the module task endpoint', async () => {
+    expect(spawnSync('php', ['--version']).status, 'php must be installed: bash .ci/install-php').toBe(0);
+    const db = path.join(await tempDir(), 'aegir.sqlite');
+    const frontendUrl = await serveModule(db);
+    const config = await testConfig({
+      TASKD_SECRET: TEST_SECRET,
+      TASKD_FRONTEND_URL: frontendUrl,
+      TASKD_COMMAND: JSON.stringify(['php', fixture('sqlite-hosting-task.php'), '{nid}']),
+      TASKD_RECONCILE_INTERVAL: '0.3',
+    });
+    const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: '3' } });
+    cleanup.push(() => app.close());
+    const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+    const task = async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}` })).json();
+
+    const first = await enqueue(db, serviceUrl, 501);
+    expect(first.status).toBe(0);
+    expect(first.output.webhooks).toEqual([expect.objectContaining({ code: 202 })]);
+    const nid = first.output.task.nid;
+    await waitFor(async () => (await task(nid)).state === 'warning', { timeoutMs: 10_000, what: 'the warning outcome read through the module' });
+    expect(await task(nid)).toMatchObject({ rid: 501, lane: 'rid:501', source: 'webhook', aegirStatus: 3, outcomeConfirmed: true });
+
+    // A webhook that never arrives: the reconciler reads the module's queue endpoint and runs it.
+    const lost = await enqueue(db, `http://127.0.0.1:${await freePort()}`, 502);
+    expect(lost.status).toBe(1);
+    await waitFor(async () => (await task(lost.output.task.nid)).state === 'warning', { timeoutMs: 10_000, what: 'the reconciler to find the lost task' });
+    expect(await task(lost.output.task.nid)).toMatchObject({ source: 'reconcile', rid: 502 });
+  });
+});
