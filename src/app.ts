@@ -2,6 +2,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
@@ -9,12 +10,15 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { Reconciler } from './reconciler.js';
 import { ReplayCache } from './replay-cache.js';
+import { openApiPlugin } from './plugins/openapi.js';
+import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { queueRoutes } from './routes/queue.js';
 import { taskRoutes } from './routes/tasks.js';
 import { Scheduler } from './scheduler.js';
 
 export const BODY_LIMIT = 64 * 1024;
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface TaskdContext {
   config: Config;
@@ -116,7 +120,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     errorResponseBuilder: (_request, context) => new TaskdError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry after ${context.after}.`),
   });
 
+  await openApiPlugin(app, VERSION);
   await app.register(healthRoutes);
+  await app.register(docsRoutes);
   await app.register(taskRoutes);
   await app.register(queueRoutes);
   return app;

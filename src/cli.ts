@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, parseCommandLine, settings } from './config.js';
+import { VERSION, buildApp } from './app.js';
 import { runDemo } from './demo.js';
+import { openApiYaml as documentYaml } from './plugins/openapi.js';
 import { handleSignals, startServer } from './server.js';
 
-const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function usage(): string {
   const width = Math.max(...settings.map((s) => s.flag.length)) + 8;
@@ -15,6 +15,7 @@ export function usage(): string {
     'Usage:',
     '  aegir-taskd [serve] [options]     start the service (the default)',
     '  aegir-taskd demo [options]        start it wired to a simulated Aegir, and print curl lines to try',
+    '  aegir-taskd openapi               print the OpenAPI document (YAML)',
     '  aegir-taskd --help | --version',
     '',
     'Every option can also be given by its environment variable; a flag wins over the environment.',
@@ -24,6 +25,15 @@ export function usage(): string {
     ...lines,
     '',
   ].join('\n');
+}
+
+/** The document is generated from the routes; a throwaway app with default settings is enough. */
+export async function openApiYaml(): Promise<string> {
+  const app = await buildApp({ config: loadConfig({ TASKD_LOG_LEVEL: 'silent' }), defaultMetrics: false });
+  await app.ready();
+  const yaml = documentYaml(app);
+  await app.close();
+  return yaml;
 }
 
 export async function main(argv: string[]): Promise<number | null> {
@@ -39,7 +49,7 @@ export async function main(argv: string[]): Promise<number | null> {
     return 0;
   }
   if (cli.version) {
-    process.stdout.write(`${packageJson.version}\n`);
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const command = cli.command ?? 'serve';
@@ -51,6 +61,10 @@ export async function main(argv: string[]): Promise<number | null> {
       return error instanceof ConfigError ? 2 : 1;
     }
     return null;
+  }
+  if (command === 'openapi') {
+    process.stdout.write(await openApiYaml());
+    return 0;
   }
   if (command !== 'serve') {
     process.stderr.write(`aegir-taskd: unknown command ${JSON.stringify(command)}\nTry aegir-taskd --help.\n`);

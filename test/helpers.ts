@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { buildApp, type AppOptions } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { sign } from '../src/signature.js';
+import { checkResponsesAgainstDocument } from './contract.js';
 
 export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -40,6 +41,7 @@ export async function testApp(env: Record<string, string> = {}, options: Omit<Ap
   const config = await testConfig(env);
   await fs.mkdir(config.logDir, { recursive: true });
   const app = await buildApp({ config, defaultMetrics: false, ...options });
+  checkResponsesAgainstDocument(app);
   return { app, config };
 }
 

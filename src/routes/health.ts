@@ -2,13 +2,15 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { healthSchema, readySchema } from '../schemas.js';
 
 export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/healthz', { schema: { summary: 'Liveness', tags: ['health'], response: { 200: healthSchema } } }, async () => ({ status: 'ok' as const }));
+  app.get('/healthz', { schema: { operationId: 'getHealth', summary: 'Liveness', tags: ['health'], security: [], response: { 200: healthSchema } } }, async () => ({ status: 'ok' as const }));
 
   app.get(
     '/readyz',
     {
       schema: {
+        operationId: 'getReadiness',
         summary: 'Readiness',
+        security: [],
         description: 'Without a frontend: ready once listening. With one: 503 until the first reconcile has succeeded, and whenever the last good one is older than three intervals.',
         tags: ['health'],
         response: { 200: readySchema, 503: readySchema },
@@ -28,7 +30,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/metrics',
-    { schema: { summary: 'Prometheus metrics (text exposition format)', tags: ['health'] } },
+    { schema: { operationId: 'getMetrics', summary: 'Prometheus metrics (text exposition format)', tags: ['health'], security: [] } },
     async (_request, reply) => {
       const { registry } = app.taskd.metrics;
       reply.type(registry.contentType);

@@ -13,6 +13,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
     '/v1/queue',
     {
       schema: {
+        operationId: 'getQueue',
         summary: 'Queue state: paused, depth, running, lanes, limits, orphans, reconciliation',
         tags: ['queue'],
         security,
@@ -46,7 +47,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/v1/queue/pause',
-    { schema: { summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    { schema: { operationId: 'pauseQueue', summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
     async () => {
       scheduler.pause();
       return { paused: true };
@@ -55,7 +56,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/v1/queue/resume',
-    { schema: { summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    { schema: { operationId: 'resumeQueue', summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
     async () => {
       scheduler.resume();
       return { paused: false };
@@ -66,6 +67,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
     '/v1/reconcile',
     {
       schema: {
+        operationId: 'reconcile',
         summary: 'Reconcile with Aegir now',
         description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
         tags: ['queue'],

@@ -99,6 +99,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
       onRequest: config.rateLimit > 0 ? [refuseWhileClosing, app.rateLimit({ max: config.rateLimit, timeWindow: 60_000 })] : [refuseWhileClosing],
       preValidation: authenticateIntake,
       schema: {
+        operationId: 'createTask',
         summary: 'Queue a task (webhook from hosting_taskd, or an operator)',
         description:
           'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.',
@@ -128,6 +129,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
       '/v1/tasks',
       {
         schema: {
+          operationId: 'listTasks',
           summary: 'List tasks: running, then queued, then ended (newest first)',
           tags: ['tasks'],
           security: operatorSecurity,
@@ -142,6 +144,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
       '/v1/tasks/:nid',
       {
         schema: {
+          operationId: 'getTask',
           summary: 'One task, with the end of its output',
           tags: ['tasks'],
           security: operatorSecurity,
@@ -162,6 +165,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
       '/v1/tasks/:nid',
       {
         schema: {
+          operationId: 'deleteTask',
           summary: 'Drop a queued task; stop a running one with ?force=1',
           description: 'A stopped drush leaves its task "processing" in Aegir: it will be reported as an orphan.',
           tags: ['tasks'],

@@ -1,10 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import { contractViolations } from '../contract.js';
 import { TEST_SECRET, fixture, signedHeaders, testApp, waitFor } from '../helpers.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
+  expect(contractViolations.splice(0), 'responses the OpenAPI document does not allow').toEqual([]);
 });
 
 async function app(env: Record<string, string> = {}, childEnv: Record<string, string> = {}) {

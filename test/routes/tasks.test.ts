@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import { contractViolations } from '../contract.js';
 import path from 'node:path';
 import { ADMIN_TOKEN, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, testApp, waitFor } from '../helpers.js';
 import { sign } from '../../src/signature.js';
@@ -8,6 +9,7 @@ import { parseSecret } from '../../src/signature.js';
 const apps: FastifyInstance[] = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
+  expect(contractViolations.splice(0), 'responses the OpenAPI document does not allow').toEqual([]);
 });
 
 async function intakeApp(env: Record<string, string> = {}) {

@@ -1,0 +1,102 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import createClient from 'openapi-fetch';
+import openapiTS, { astToString } from 'openapi-typescript';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { openApiYaml } from '../src/plugins/openapi.js';
+import { ADMIN_TOKEN, repoRoot, testApp, waitFor } from './helpers.js';
+import type { paths } from './generated/openapi.js';
+
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  for (const app of apps.splice(0)) await app.close();
+});
+
+async function readyApp(env: Record<string, string> = {}) {
+  const { app } = await testApp({ TASKD_COMMAND: JSON.stringify(['sh', '-c', 'echo done', 'x', '{nid}']), ...env });
+  apps.push(app);
+  await app.ready();
+  return app;
+}
+
+const committed = () => fs.readFile(path.join(repoRoot, 'openapi.yaml'), 'utf8');
+
+/** Every route the app registered, as "METHOD /path" with {param} placeholders (HEAD routes fastify adds are left out). */
+function registeredRoutes(app: FastifyInstance): string[] {
+  const out: string[] = [];
+  const prefixes: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const match = /^([│ ]*)[├└]── (\/\S*) \(([^)]+)\)/.exec(line);
+    if (!match) continue;
+    // Each level of the tree is four characters of indentation; a child's path continues its parent's.
+    const depth = match[1]!.length / 4;
+    prefixes.length = depth;
+    const full = (prefixes[depth - 1] ?? '') + match[2]!;
+    prefixes[depth] = full;
+    for (const method of match[3]!.split(', ')) if (method !== 'HEAD') out.push(`${method} ${full.replace(/:(\w+)/g, '{$1}')}`);
+  }
+  return out.sort();
+}
+
+describe('openapi.yaml', () => {
+  it('is what the routes generate (run npm run openapi after changing a route)', async () => {
+    const app = await readyApp();
+    expect(await committed()).toBe(openApiYaml(app));
+  });
+
+  it('documents every route the app registers, and nothing else', async () => {
+    const app = await readyApp();
+    const document = parse(await committed()) as { paths: Record<string, Record<string, unknown>> };
+    const documented = Object.entries(document.paths)
+      .flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${p}`))
+      .sort();
+    expect(documented).toEqual(registeredRoutes(app));
+  });
+
+  it('names both security schemes and every error code', async () => {
+    const document = parse(await committed());
+    expect(Object.keys(document.components.securitySchemes).sort()).toEqual(['bearerToken', 'webhookSignature']);
+    expect(document.components.schemas.Error.properties.error.enum).toContain('TASKD_ERR_SIGNATURE_STALE');
+    expect(document.paths['/v1/tasks'].post.security).toEqual([{ webhookSignature: [] }, { bearerToken: [] }]);
+  });
+
+  it('is served at /openapi.yaml, and rendered at /docs', async () => {
+    const app = await readyApp();
+    const served = await app.inject({ url: '/openapi.yaml' });
+    expect(served.headers['content-type']).toMatch(/^application\/yaml/);
+    expect(served.body).toBe(await committed());
+    const docs = await app.inject({ url: '/docs' });
+    expect(docs.headers['content-type']).toMatch(/^text\/html/);
+    expect(docs.body).toContain('<code>POST /v1/tasks</code>');
+    expect(docs.body).toContain('TASKD_ERR_RATE_LIMITED');
+    expect(docs.body).not.toMatch(/<script/);
+  });
+
+  it('matches the committed generated client types (run npm run openapi)', async () => {
+    const generated = astToString(await openapiTS(new URL('../openapi.yaml', import.meta.url)));
+    const onDisk = await fs.readFile(path.join(repoRoot, 'test', 'generated', 'openapi.ts'), 'utf8');
+    expect(onDisk).toContain(generated.trim().split('\n').slice(0, 40).join('\n'));
+    expect(onDisk.replace(/^\/\*\*[\s\S]*?\*\/\n\n/, '').trim()).toBe(generated.trim());
+  });
+});
+
+describe('a client generated from the document (openapi-fetch)', () => {
+  it('queues a task, reads it back, and reads the queue against the running service', async () => {
+    const app = await readyApp({ TASKD_ADMIN_TOKEN: ADMIN_TOKEN });
+    const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+    const client = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const created = await client.POST('/v1/tasks', { body: { nid: 314, rid: 15, type: 'verify' } });
+    expect(created.response.status).toBe(202);
+    expect(created.data?.nid).toBe(314);
+    await waitFor(async () => (await client.GET('/v1/tasks/{nid}', { params: { path: { nid: 314 } } })).data?.state === 'succeeded');
+    const task = await client.GET('/v1/tasks/{nid}', { params: { path: { nid: 314 }, query: { tail: 100 } } });
+    expect(task.data).toMatchObject({ nid: 314, lane: 'rid:15', exitCode: 0 });
+    expect(task.data?.output).toContain('done');
+    const queue = await client.GET('/v1/queue');
+    expect(queue.data).toMatchObject({ paused: false, depth: 0 });
+    const refused = await createClient<paths>({ baseUrl }).GET('/v1/queue');
+    expect(refused.error).toMatchObject({ error: 'TASKD_ERR_UNAUTHORIZED' });
+  });
+});
