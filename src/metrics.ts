@@ -28,6 +28,7 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
     webhookRejections: new Counter({ name: 'taskd_webhook_rejections_total', help: 'Intake requests refused, by reason.', labelNames: ['reason'] as const, registers: [registry] }),
     reconcileRuns: new Counter({ name: 'taskd_reconcile_runs_total', help: 'Reconciliations, by result.', labelNames: ['result'] as const, registers: [registry] }),
     frontendErrors: new Counter({ name: 'taskd_frontend_errors_total', help: 'Failed calls to the frontend, by operation and kind.', labelNames: ['operation', 'kind'] as const, registers: [registry] }),
+    logFollowers: new Gauge({ name: 'taskd_log_followers', help: 'Clients following a task log right now.', registers: [registry] }),
     queueToStart: new Histogram({
       name: 'taskd_queue_to_start_seconds',
       help: 'From intake to the task process having started.',

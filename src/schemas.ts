@@ -76,6 +76,10 @@ export const taskQuerySchema = z.object({
   tail: z.coerce.number().int().min(0).max(1_048_576).default(262_144).describe('Bytes of output to return from the end of the log.'),
 });
 
+export const logQuerySchema = z.object({
+  follow: z.enum(['0', '1', 'true', 'false']).optional().describe('1 streams the output as it is written, until the task ends.'),
+});
+
 export const deleteQuerySchema = z.object({
   force: z.enum(['0', '1', 'true', 'false']).optional().describe('1 stops a running task (SIGTERM to its process group, SIGKILL after the grace period).'),
 });

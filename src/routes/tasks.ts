@@ -1,7 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { TaskdError } from '../errors.js';
 import { authorizeOperator, bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
+import { createReadStream } from 'node:fs';
+import { followLog } from '../log-stream.js';
 import { logFilePath, readTail } from '../runner.js';
 import type { Task } from '../scheduler.js';
 import {
@@ -13,6 +16,7 @@ import {
   nidParamsSchema,
   taskDetailSchema,
   taskListSchema,
+  logQuerySchema,
   taskQuerySchema,
   taskWebhookSchema,
 } from '../schemas.js';
@@ -158,6 +162,45 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         if (!task) throw new TaskdError('TASK_NOT_FOUND');
         const tail = await readTail(logFilePath(config.logDir, task.nid), request.query.tail);
         return { ...toTaskView(task), output: tail.text, outputTruncated: tail.truncated, outputBytes: tail.size };
+      },
+    );
+
+    operator.get(
+      '/v1/tasks/:nid/log',
+      {
+        schema: {
+          operationId: 'getTaskLog',
+          summary: "The task's output (stdout and stderr interleaved), as text",
+          description: 'With ?follow=1 the answer streams the output as it is written and ends when the task ends.',
+          tags: ['tasks'],
+          security: operatorSecurity,
+          params: nidParamsSchema,
+          querystring: logQuerySchema,
+          response: { 200: z.string().describe('text/plain'), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        const { nid } = request.params;
+        if (!scheduler.get(nid)) throw new TaskdError('TASK_NOT_FOUND');
+        const file = logFilePath(config.logDir, nid);
+        reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
+        if (request.query.follow !== '1' && request.query.follow !== 'true') {
+          const { size } = await readTail(file, 0);
+          // Streams are sent as they are (the string schema documents the text); the cast only satisfies the type provider.
+          return reply.send(size === 0 ? '' : (createReadStream(file) as unknown as string));
+        }
+        const { metrics } = app.taskd;
+        metrics.logFollowers.inc();
+        const stream = followLog(file, {
+          ended: () => {
+            const state = scheduler.get(nid)?.state;
+            return state !== 'running' && state !== 'queued';
+          },
+        });
+        stream.once('close', () => metrics.logFollowers.dec());
+        // A client that disconnects ends the follow at once.
+        request.raw.once('close', () => stream.destroy());
+        return reply.send(stream as unknown as string);
       },
     );
 
