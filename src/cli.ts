@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig, parseCommandLine, settings } from './config.js';
+import { ConfigError, loadConfig, parseCommandLine, settings, type Config } from './config.js';
 import { VERSION, buildApp } from './app.js';
 import { runDemo } from './demo.js';
+import { checkConfig, enqueueTask } from './operator-commands.js';
 import { openApiYaml as documentYaml } from './plugins/openapi.js';
 import { handleSignals, startServer } from './server.js';
 
@@ -15,6 +16,8 @@ export function usage(): string {
     'Usage:',
     '  aegir-taskd [serve] [options]     start the service (the default)',
     '  aegir-taskd demo [options]        start it wired to a simulated Aegir, and print curl lines to try',
+    '  aegir-taskd check-config [options]  check the configuration, the log dir and the command; exit 2 on a problem',
+    '  aegir-taskd enqueue NID [--rid RID] [--url URL]  send a signed webhook (or use the admin token) to a running service',
     '  aegir-taskd openapi               print the OpenAPI document (YAML)',
     '  aegir-taskd --help | --version',
     '',
@@ -25,6 +28,36 @@ export function usage(): string {
     ...lines,
     '',
   ].join('\n');
+}
+
+async function runCheckConfig(config: Config): Promise<number> {
+  const { problems, notes } = await checkConfig(config, process.env);
+  for (const problem of problems) process.stderr.write(`aegir-taskd: ${problem}\n`);
+  if (problems.length > 0) return 2;
+  process.stdout.write(`configuration OK\n${notes.map((n) => `  ${n}`).join('\n')}\n`);
+  return 0;
+}
+
+async function runEnqueue(config: Config, positionals: string[], extra: Record<string, string | boolean | undefined>): Promise<number> {
+  const id = /^[1-9]\d*$/;
+  const [nid] = positionals;
+  const rid = extra.rid;
+  if (!nid || !id.test(nid) || positionals.length > 1 || (rid !== undefined && (typeof rid !== 'string' || !id.test(rid)))) {
+    process.stderr.write('usage: aegir-taskd enqueue NID [--rid RID] [--url URL]\n');
+    return 2;
+  }
+  try {
+    const answer = await enqueueTask(config, {
+      nid: Number(nid),
+      ...(typeof rid === 'string' ? { rid: Number(rid) } : {}),
+      ...(typeof extra.url === 'string' ? { url: extra.url } : {}),
+    });
+    process.stdout.write(`${answer.status} ${answer.body}\n`);
+    return answer.status >= 200 && answer.status < 300 ? 0 : 1;
+  } catch (error) {
+    process.stderr.write(`aegir-taskd: the service did not answer: ${(error as Error).message}\n`);
+    return 1;
+  }
 }
 
 /** The document is generated from the routes; a throwaway app with default settings is enough. */
@@ -39,7 +72,7 @@ export async function openApiYaml(): Promise<string> {
 export async function main(argv: string[]): Promise<number | null> {
   let cli;
   try {
-    cli = parseCommandLine(argv);
+    cli = parseCommandLine(argv, { rid: { type: 'string' }, url: { type: 'string' } });
   } catch (error) {
     process.stderr.write(`aegir-taskd: ${(error as Error).message}\nTry aegir-taskd --help.\n`);
     return 2;
@@ -65,6 +98,19 @@ export async function main(argv: string[]): Promise<number | null> {
   if (command === 'openapi') {
     process.stdout.write(await openApiYaml());
     return 0;
+  }
+  if (command === 'check-config' || command === 'enqueue') {
+    let config;
+    try {
+      config = loadConfig(process.env, cli.flags);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        process.stderr.write(`aegir-taskd: ${error.message}\n`);
+        return 2;
+      }
+      throw error;
+    }
+    return command === 'check-config' ? runCheckConfig(config) : runEnqueue(config, cli.positionals, cli.extra);
   }
   if (command !== 'serve') {
     process.stderr.write(`aegir-taskd: unknown command ${JSON.stringify(command)}\nTry aegir-taskd --help.\n`);

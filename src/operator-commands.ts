@@ -1,0 +1,59 @@
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { request } from 'undici';
+import { describeDisabledFeatures, type Config } from './config.js';
+import { prepareLogDir } from './runner.js';
+import { signedHeaders } from './signature.js';
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await fs.access(file, fsConstants.X_OK);
+    return (await fs.stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Where the command would be found, as execa (without a shell) finds it. */
+export async function resolveCommand(argv0: string, env: NodeJS.ProcessEnv): Promise<string | null> {
+  if (argv0.includes('/')) return (await isExecutable(argv0)) ? path.resolve(argv0) : null;
+  for (const dir of (env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(dir, argv0);
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** Checks what start-up would need, beyond parsing: a writable log dir and a command that can run. Returns the problems found. */
+export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promise<{ problems: string[]; notes: string[] }> {
+  const problems: string[] = [];
+  try {
+    await prepareLogDir(config.logDir);
+  } catch (error) {
+    problems.push(`TASKD_LOG_DIR: ${config.logDir} cannot be created or written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const argv0 = config.command[0]!;
+  const resolved = await resolveCommand(argv0, env);
+  if (resolved === null) problems.push(`TASKD_COMMAND: ${argv0} is not an executable file on PATH`);
+  const notes = [
+    `listen on ${config.host}:${config.port}`,
+    `command ${JSON.stringify(config.command)}${resolved ? ` (${resolved})` : ''}`,
+    `concurrency ${config.concurrency}, task timeout ${config.taskTimeoutMs / 1000}s, log dir ${config.logDir}`,
+    ...describeDisabledFeatures(config).map((off) => `switched off: ${off}`),
+  ];
+  return { problems, notes };
+}
+
+/** Sends the webhook the module would send (signed when a secret is configured, else with the admin token) and returns the answer. */
+export async function enqueueTask(config: Config, input: { nid: number; rid?: number; url?: string }): Promise<{ status: number; body: string }> {
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const base = input.url ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+  const payload = JSON.stringify(input.rid === undefined ? { nid: input.nid } : { nid: input.nid, rid: input.rid });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  const secret = config.secrets[0];
+  if (secret) Object.assign(headers, signedHeaders(secret.key, payload));
+  else if (config.adminToken) headers.authorization = `Bearer ${config.adminToken.reveal()}`;
+  const response = await request(`${base.replace(/\/+$/, '')}/v1/tasks`, { method: 'POST', body: payload, headers });
+  return { status: response.statusCode, body: await response.body.text() };
+}
