@@ -46,3 +46,11 @@ describe('deploy/', () => {
     expect(program.get('autorestart')).toBe('unexpected');
   });
 });
+
+describe('README', () => {
+  it('documents every setting in its configuration table', async () => {
+    const { settings } = await import('../src/config.js');
+    const readme = await fs.readFile(path.join(repoRoot, 'README.md'), 'utf8');
+    for (const s of settings) expect(readme).toMatch(new RegExp(`^\\| \`${s.env}\` \\| \`--${s.flag}\` \\|`, 'm'));
+  });
+});
