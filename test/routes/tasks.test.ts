@@ -54,7 +54,7 @@ describe('POST /v1/tasks', () => {
     const payload = body({ nid: 8, rid: 1 });
     const headers = signedHeaders(payload);
     expect((await post(app, payload, headers)).statusCode).toBe(202);
-    await waitFor(async () => (await records()).length === 2);
+    await waitFor(() => app.taskd.scheduler.get(8)?.state === 'succeeded');
     const replay = await post(app, payload, headers);
     expect(replay.statusCode).toBe(200);
     expect(replay.json()).toEqual({ nid: 8, state: 'succeeded', duplicate: true });
