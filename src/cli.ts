@@ -99,24 +99,11 @@ export async function main(argv: string[]): Promise<number | null> {
     process.stdout.write(await openApiYaml());
     return 0;
   }
-  if (command === 'check-config' || command === 'enqueue') {
-    let config;
-    try {
-      config = loadConfig(process.env, cli.flags);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        process.stderr.write(`aegir-taskd: ${error.message}\n`);
-        return 2;
-      }
-      throw error;
-    }
-    return command === 'check-config' ? runCheckConfig(config) : runEnqueue(config, cli.positionals, cli.extra);
-  }
-  if (command !== 'serve') {
+  if (command !== 'serve' && command !== 'check-config' && command !== 'enqueue') {
     process.stderr.write(`aegir-taskd: unknown command ${JSON.stringify(command)}\nTry aegir-taskd --help.\n`);
     return 2;
   }
-  let config;
+  let config: Config;
   try {
     config = loadConfig(process.env, cli.flags);
   } catch (error) {
@@ -126,6 +113,8 @@ export async function main(argv: string[]): Promise<number | null> {
     }
     throw error;
   }
+  if (command === 'check-config') return runCheckConfig(config);
+  if (command === 'enqueue') return runEnqueue(config, cli.positionals, cli.extra);
   try {
     const server = await startServer(config);
     handleSignals(server);
