@@ -41,7 +41,7 @@ describe('aegir-taskd enqueue', () => {
   it('sends a signed webhook to a running service and prints its answer', async () => {
     const dir = await tempDir();
     const recordFile = path.join(dir, 'records');
-    const env = { TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1' };
+    const env = { TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '5' };
     const service = await startService(env);
     running.push(service);
     const result = await cli(['enqueue', '808', '--rid', '9', '--url', service.url], env);
@@ -49,7 +49,8 @@ describe('aegir-taskd enqueue', () => {
     expect(result.stdout).toMatch(/^202 \{"nid":808,"state":"(queued|running)"\}\n$/);
     const again = await cli(['enqueue', '808', '--url', service.url], env);
     expect(again.stdout).toMatch(/^200 \{"nid":808,"state":"running","duplicate":true\}/);
-    await waitFor(async () => (await readRecords(recordFile)).length === 2);
+    await waitFor(async () => (await readRecords(recordFile)).length === 1);
+    expect((await readRecords(recordFile)).map((r) => [r.event, r.nid])).toEqual([['start', 808]]);
   });
 
   it('uses the admin token when no secret is configured, and fails on a refusal', async () => {
