@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import pino from 'pino';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -63,7 +64,10 @@ export const LOG_REDACT = [
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
-    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: { level: config.logLevel, redact: LOG_REDACT } }),
+    ...(options.loggerInstance
+      ? { loggerInstance: options.loggerInstance }
+      : // Asynchronous writes keep log I/O off the intake hot path; pino flushes what is buffered on exit.
+        { logger: { level: config.logLevel, redact: LOG_REDACT, stream: pino.destination({ dest: 1, sync: false }) } }),
     bodyLimit: BODY_LIMIT,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
