@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TaskPool } from '../src/task-pool.js';
+import { waitFor } from './helpers.js';
 
 const deferred = () => {
   let resolve!: () => void;
@@ -25,11 +26,11 @@ describe('TaskPool (better-queue)', () => {
         return i;
       }),
     );
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => started.length === 2);
     expect(started).toEqual([0, 1]);
     gates[0]!.resolve();
     await results[0];
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => started.length === 3);
     expect(started).toEqual([0, 1, 2]);
     gates[1]!.resolve();
     gates[2]!.resolve();

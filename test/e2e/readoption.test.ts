@@ -36,7 +36,8 @@ describe('re-adoption after a crash', () => {
       return s;
     };
     const first = track(await startService(env));
-    const long = await sim.addTask({ rid: 1, behaviour: 'warning', seconds: 2.5 });
+    // Long enough to outlive a restart of the service even on a loaded machine.
+    const long = await sim.addTask({ rid: 1, behaviour: 'warning', seconds: 6 });
     await waitFor(() => sim.state.tasks.get(long.nid)!.claims === 1, { what: 'the first task to start' });
     first.child.kill('SIGKILL');
     await first.exited;
@@ -46,7 +47,7 @@ describe('re-adoption after a crash', () => {
     const second = track(await startService(env));
     const adopted = await getJson(`${second.url}/v1/tasks/${long.nid}`);
     expect(adopted).toMatchObject({ state: 'running', source: 'adopted', lane: 'rid:1' });
-    await waitFor(async () => (await getJson(`${second.url}/v1/tasks/${long.nid}`)).state === 'warning', { timeoutMs: 10_000, what: 'the adopted task to end' });
+    await waitFor(async () => (await getJson(`${second.url}/v1/tasks/${long.nid}`)).state === 'warning', { timeoutMs: 15_000, what: 'the adopted task to end' });
     await waitFor(async () => (await getJson(`${second.url}/v1/tasks/${next.nid}`)).state === 'succeeded', { timeoutMs: 10_000, what: 'the next task in its lane' });
     const survivor = sim.state.tasks.get(long.nid)!;
     const follower = sim.state.tasks.get(next.nid)!;
