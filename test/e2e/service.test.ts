@@ -62,7 +62,7 @@ describe('aegir-taskd as a process', () => {
   it('on SIGTERM refuses new webhooks with 503, lets a short task finish, then exits 0', async () => {
     const dir = await tempDir();
     const recordFile = path.join(dir, 'records');
-    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1' });
+    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '2' });
     await postSigned(s.url, { nid: 1, rid: 1 });
     await waitFor(async () => (await readRecords(recordFile)).length === 1);
     s.child.kill('SIGTERM');
@@ -76,21 +76,21 @@ describe('aegir-taskd as a process', () => {
   it('after the shutdown grace exits 0 and leaves a running task alive to finish', async () => {
     const dir = await tempDir();
     const recordFile = path.join(dir, 'records');
-    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '0.3', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1.5' });
+    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '0.3', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '4' });
     await postSigned(s.url, { nid: 3, rid: 1 });
     await waitFor(async () => (await readRecords(recordFile)).length === 1);
     const [start] = await readRecords(recordFile);
     s.child.kill('SIGTERM');
     expect(await s.exited).toEqual({ code: 0, signal: null });
     expect(isProcessAlive(start!.pid)).toBe(true);
-    await waitFor(async () => (await readRecords(recordFile)).length === 2, { timeoutMs: 5000, what: 'the orphaned child to finish' });
+    await waitFor(async () => (await readRecords(recordFile)).length === 2, { timeoutMs: 10_000, what: 'the orphaned child to finish' });
     expect(s.logs.join('\n')).toMatch(/leaving running tasks alive/);
   });
 
   it('exits at once on a second signal, still leaving the child alive', async () => {
     const dir = await tempDir();
     const recordFile = path.join(dir, 'records');
-    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '30', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '1' });
+    const s = await service({ TASKD_SECRET: TEST_SECRET, TASKD_LOG_DIR: dir, TASKD_SHUTDOWN_GRACE: '30', TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), RECORD_FILE: recordFile, SLEEP_SECONDS: '4' });
     await postSigned(s.url, { nid: 4, rid: 1 });
     await waitFor(async () => (await readRecords(recordFile)).length === 1);
     const [start] = await readRecords(recordFile);
@@ -99,7 +99,7 @@ describe('aegir-taskd as a process', () => {
     s.child.kill('SIGINT');
     expect(await s.exited).toEqual({ code: 130, signal: null });
     expect(isProcessAlive(start!.pid)).toBe(true);
-    await waitFor(async () => (await readRecords(recordFile)).length === 2, { timeoutMs: 5000 });
+    await waitFor(async () => (await readRecords(recordFile)).length === 2, { timeoutMs: 10_000 });
   });
 
   it('a child that keeps printing finishes its work after the service is SIGKILLed', async () => {
