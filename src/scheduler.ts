@@ -182,7 +182,7 @@ export class Scheduler {
     const existing = this.#active.get(input.nid);
     if (existing) {
       if (input.confirmedAt !== null && existing.state === 'queued') existing.confirmedAt = Math.max(existing.confirmedAt ?? 0, input.confirmedAt);
-      if (existing.lane === null && input.rid != null) this.#learnLane(existing, input.rid);
+      if (existing.lane === null && input.rid) this.#learnLane(existing, input.rid);
       this.#metrics.duplicates.inc({ reason: 'nid_active' });
       return { task: existing, duplicate: true };
     }
@@ -196,7 +196,8 @@ export class Scheduler {
     this.#stuck.delete(input.nid);
     const task: Task = {
       nid: input.nid,
-      rid: input.rid ?? null,
+      // hosting_task.rid defaults to 0, which names no node: such a task has no lane to share.
+      rid: input.rid || null,
       type: input.type ?? null,
       vid: input.vid ?? null,
       changed: input.changed ?? null,
@@ -347,7 +348,7 @@ export class Scheduler {
         const active = this.#active.get(item.nid);
         if (active) {
           if (active.state === 'queued') active.confirmedAt = Math.max(active.confirmedAt ?? 0, requestedAt);
-          if (active.lane === null && item.rid != null) {
+          if (active.lane === null && item.rid) {
             this.#learnLane(active, item.rid);
             report.lanesLearned.push(item.nid);
           }
@@ -580,7 +581,7 @@ export class Scheduler {
       task.vid ??= aegir.vid ?? null;
       task.type ??= aegir.type ?? null;
       // A task with no rid in Aegir still needs a lane; it gets one of its own.
-      if (aegir.rid != null) this.#learnLane(task, aegir.rid);
+      if (aegir.rid) this.#learnLane(task, aegir.rid);
       else {
         this.#awaitingLane.delete(task.nid);
         task.message = null;

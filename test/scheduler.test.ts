@@ -277,3 +277,13 @@ describe('Scheduler properties (fast-check, real child processes)', () => {
     );
   });
 });
+
+describe('Scheduler with rid 0 from Aegir', () => {
+  it('gives a task whose rid is 0 a lane of its own instead of one lane for all of them', async () => {
+    const { scheduler, idle } = await setup();
+    const a = scheduler.submit(submit(1, { rid: 0, source: 'reconcile' }));
+    const b = scheduler.submit(submit(2, { rid: 0, source: 'reconcile' }));
+    expect([a.task.lane, b.task.lane]).toEqual(['nid:1', 'nid:2']);
+    await idle();
+  });
+});

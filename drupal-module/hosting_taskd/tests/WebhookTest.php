@@ -80,6 +80,21 @@ class WebhookTest extends HostingTaskdTestCase {
   }
 
   /**
+   * A task without a rid (hosting_task.rid 0) is announced without one.
+   */
+  public function testTaskWithoutRidIsSentWithoutRid() {
+    $this->configureService();
+    $task = shim_aegir_add_task(0, 'verify');
+    _drupal_shutdown_function();
+
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $body = json_decode($webhooks[0]['body'], TRUE);
+    $this->assertSame(array('nid', 'type', 'vid', 'changed'), array_keys($body));
+    $this->assertSame($task->nid, $body['nid']);
+  }
+
+  /**
    * Every webhook gets its own id.
    */
   public function testWebhookIdsAreUnique() {
