@@ -11,7 +11,8 @@ export interface SchedulerGauges {
 /** One registry per app, so several apps (tests) never share counters. */
 export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = true) {
   const registry = new Registry();
-  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'taskd_' });
+  // The event-loop lag monitor samples on a timer (every 10 ms by default); twice a second keeps an idle service idle.
+  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'taskd_', eventLoopMonitoringPrecision: 500 });
   const gauge = (name: string, help: string, read: (g: SchedulerGauges) => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read(readGauges())); } });
   gauge('taskd_queue_depth', 'Tasks queued and not yet started.', (g) => g.queued);

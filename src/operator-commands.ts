@@ -1,29 +1,7 @@
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { request } from 'undici';
 import { describeDisabledFeatures, type Config } from './config.js';
-import { prepareLogDir } from './runner.js';
+import { prepareLogDir, resolveCommand } from './runner.js';
 import { signedHeaders } from './signature.js';
-
-async function isExecutable(file: string): Promise<boolean> {
-  try {
-    await fs.access(file, fsConstants.X_OK);
-    return (await fs.stat(file)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** Where the command would be found, as execa (without a shell) finds it. */
-export async function resolveCommand(argv0: string, env: NodeJS.ProcessEnv): Promise<string | null> {
-  if (argv0.includes('/')) return (await isExecutable(argv0)) ? path.resolve(argv0) : null;
-  for (const dir of (env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
-    const candidate = path.join(dir, argv0);
-    if (await isExecutable(candidate)) return candidate;
-  }
-  return null;
-}
 
 /** Checks what start-up would need, beyond parsing: a writable log dir and a command that can run. Returns the problems found. */
 export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promise<{ problems: string[]; notes: string[] }> {
@@ -34,7 +12,8 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
     problems.push(`TASKD_LOG_DIR: ${config.logDir} cannot be created or written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
   const argv0 = config.command[0]!;
-  const resolved = await resolveCommand(argv0, env);
+  const found = await resolveCommand(argv0, env);
+  const resolved = 'path' in found ? found.path : null;
   if (resolved === null) problems.push(`TASKD_COMMAND: ${argv0} is not an executable file on PATH`);
   const notes = [
     `listen on ${config.host}:${config.port}`,

@@ -37,6 +37,43 @@ export interface RunSpec {
 
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
 
+/**
+ * The child waits behind this gate until its pid file is written, then execs the command (same pid,
+ * same start time, stdin from /dev/null). If the service dies before releasing it, its read sees EOF
+ * and it exits without running anything, so Aegir still has the task queued: there is never a live
+ * child that a restarted service cannot re-adopt.
+ */
+export const GATE = ['/bin/sh', '-c', 'read -r _ || exit 75; exec "$@" </dev/null', 'aegir-taskd'] as const;
+
+const resolvedCommands = new Map<string, string>();
+
+/** Where the command is, as a shell without a builtin of that name would find it; null when it is not an executable file. */
+export async function resolveCommand(argv0: string, env: NodeJS.ProcessEnv): Promise<{ path: string } | { error: 'ENOENT' | 'EACCES' }> {
+  const candidates = argv0.includes('/') ? [argv0] : (env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, argv0));
+  let sawFile = false;
+  for (const candidate of candidates) {
+    try {
+      if (!(await fs.stat(candidate)).isFile()) continue;
+      sawFile = true;
+      await fs.access(candidate, fsConstants.X_OK);
+      return { path: path.resolve(candidate) };
+    } catch {
+      /* not here */
+    }
+  }
+  return { error: sawFile ? 'EACCES' : 'ENOENT' };
+}
+
+/** Resolved paths are remembered (the hot path then costs no look-up); failures are not, so installing drush later just works. */
+async function resolveCommandCached(argv0: string, env: NodeJS.ProcessEnv): Promise<{ path: string } | { error: 'ENOENT' | 'EACCES' }> {
+  const key = `${argv0}\0${env.PATH ?? ''}`;
+  const known = resolvedCommands.get(key);
+  if (known) return { path: known };
+  const found = await resolveCommand(argv0, env);
+  if ('path' in found) resolvedCommands.set(key, found.path);
+  return found;
+}
+
 export function buildArgv(template: readonly string[], nid: number): string[] {
   if (!Number.isSafeInteger(nid) || nid <= 0) throw new TypeError(`nid must be a positive integer, got ${nid}`);
   return template.map((arg) => arg.replaceAll('{nid}', String(nid)));
@@ -151,8 +188,15 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
   const argv = buildArgv(spec.argvTemplate, spec.nid);
   const logFile = logFilePath(spec.logDir, spec.nid);
   const pidFile = pidFilePath(spec.logDir, spec.nid);
-  const handle = await fs.open(logFile, 'a', 0o600);
   const startedAt = Date.now();
+  const resolved = await resolveCommandCached(argv[0]!, spec.env);
+  if ('error' in resolved) {
+    const spawnError = describeSpawnError(argv[0]!, resolved.error, '');
+    await fs.appendFile(logFile, `--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 });
+    const result: RunResult = { exitCode: null, signal: null, startedAt, endedAt: Date.now(), timedOut: false, spawnError, output: spawnError };
+    return { pid: null, startedAt, done: Promise.resolve(result), stop: () => undefined };
+  }
+  const handle = await fs.open(logFile, 'a', 0o600);
   let outputStart: number;
   let subprocess;
   try {
@@ -160,8 +204,8 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     outputStart = (await handle.stat()).size;
     // execa's typings list only descriptors 3 to 9 by value; any open descriptor works at run time.
     const logFd = handle.fd as 3;
-    subprocess = execa(argv[0]!, argv.slice(1), {
-      stdin: 'ignore',
+    subprocess = execa(GATE[0], [...GATE.slice(1), resolved.path, ...argv.slice(1)], {
+      stdin: 'pipe',
       stdout: logFd,
       stderr: logFd,
       detached: true,
@@ -200,6 +244,9 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     const processStart = await readProcessStartTime(pid);
     await fs.writeFile(pidFile, JSON.stringify({ ...spec.meta, nid: spec.nid, pid, processStart, startedAt }), { mode: 0o600 });
   }
+  // Releases the gate; only the gate ever reads this pipe (the command's stdin is /dev/null).
+  subprocess.stdin?.on('error', () => undefined);
+  subprocess.stdin?.end('\n');
 
   const done = (async (): Promise<RunResult> => {
     const result = await subprocess;

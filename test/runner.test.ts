@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildArgv, childEnvironment, logFilePath, pidFilePath, readTail, startRun, type RunSpec } from '../src/runner.js';
-import { fixture, isProcessAlive, tempDir, waitFor } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { GATE, buildArgv, childEnvironment, logFilePath, pidFilePath, readTail, startRun, type RunSpec } from '../src/runner.js';
+import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
   return {
@@ -35,7 +36,7 @@ describe('buildArgv', () => {
 });
 
 describe('startRun', () => {
-  it('runs the command without a shell and writes its output to <nid>.log', async () => {
+  it('passes every argument as it is, with no shell interpreting it, and writes the output to <nid>.log', async () => {
     const s = await spec({ argvTemplate: [fixture('print-args.sh'), '{nid}', '$(touch /tmp/should-not-exist); echo hi', '*'] });
     const run = await startRun(s);
     const result = await run.done;
@@ -129,5 +130,27 @@ describe('readTail', () => {
     expect(await readTail(file, 4)).toEqual({ text: 'ghij', size: 10, truncated: true });
     expect(await readTail(file, 100)).toEqual({ text: 'abcdefghij', size: 10, truncated: false });
     expect(await readTail(file + '.missing', 4)).toEqual({ text: '', size: 0, truncated: false });
+  });
+});
+
+describe('the start gate', () => {
+  it('runs nothing when the service dies before releasing it, so Aegir keeps the task queued', async () => {
+    const dir = await tempDir();
+    const recordFile = path.join(dir, 'records');
+    const child = spawn(GATE[0], [...GATE.slice(1), fixture('record-run.sh'), '7'], { env: { ...process.env, RECORD_FILE: recordFile }, stdio: ['pipe', 'ignore', 'ignore'] });
+    // The service's end of the pipe closes without the release line, as when it is killed.
+    child.stdin!.end();
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(75);
+    expect(await readRecords(recordFile)).toEqual([]);
+  });
+
+  it('runs the command with the same pid once released, with stdin from /dev/null', async () => {
+    const child = spawn(GATE[0], [...GATE.slice(1), 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stdin!.end('\n');
+    await new Promise((resolve) => child.on('close', resolve));
+    expect(out.split('\n').slice(0, 2)).toEqual([String(child.pid), '/dev/null']);
   });
 });

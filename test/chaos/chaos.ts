@@ -1,0 +1,137 @@
+import fs from 'node:fs/promises';
+import { afterAll } from 'vitest';
+import type { RunRecord } from '../helpers.js';
+
+/** Counts come from the environment so that CI can run the same checks, smaller. */
+function count(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+export const KILL_CYCLES = count('CHAOS_KILL_CYCLES', 30);
+export const BAD_REQUESTS = count('CHAOS_BAD_REQUESTS', 10_000);
+export const FLOOD = count('CHAOS_FLOOD', 1000);
+/** One seed for every random choice of a run, printed in the summary so that a failure can be replayed. */
+export const SEED = count('CHAOS_SEED', 1 + Math.floor(Math.random() * 2 ** 31));
+
+/** mulberry32: small, seedable, good enough to pick delays and lanes. */
+export function random(seed = SEED): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const lines: string[] = [];
+
+/** Adds a line to this file's summary; the lines are printed once all its tests ran, passed or not. */
+export function summary(line: string): void {
+  lines.push(`chaos: ${line}`);
+}
+
+export function printSummaryAfterAll(): void {
+  afterAll(() => {
+    // Straight to stdout, outside vitest's per-test console capture, so the lines read as one block at the end.
+    for (const line of lines.splice(0)) process.stdout.write(`${line}\n`);
+  });
+}
+
+/** Alive and not a zombie. A reaped-late zombie has no code left to run, so it is no survivor. */
+export async function isRunningProcess(pid: number): Promise<boolean> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Resident memory of a process, in KiB. */
+export async function rssKiB(pid: number): Promise<number> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`no VmRSS for ${pid}`);
+  return Number(match[1]);
+}
+
+/** Reads one sample of a Prometheus counter or gauge from the text exposition; 0 when absent. */
+export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const present = new Map([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    if (wanted.every(([k, v]) => present.get(k) === v)) return Number(match[3]);
+  }
+  return 0;
+}
+
+export interface Interval {
+  nid: number;
+  start: bigint;
+  end: bigint;
+}
+
+/** Pairs record-run.sh's start and end lines by pid; a start without an end is a run still going or killed. */
+export function intervals(records: RunRecord[]): Interval[] {
+  const open = new Map<number, { nid: number; at: bigint }>();
+  const out: Interval[] = [];
+  for (const r of records) {
+    if (r.event === 'start') open.set(r.pid, { nid: r.nid, at: r.at });
+    else {
+      const start = open.get(r.pid);
+      if (start) out.push({ nid: r.nid, start: start.at, end: r.at });
+      open.delete(r.pid);
+    }
+  }
+  return out;
+}
+
+export function groupBy<T, K>(list: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const map = new Map<K, T[]>();
+  for (const item of list) {
+    const k = key(item);
+    const group = map.get(k);
+    if (group) group.push(item);
+    else map.set(k, [item]);
+  }
+  return map;
+}
+
+/** The largest number of intervals open at one instant; an end and a start at the same instant do not overlap. */
+export function peakOverlap<T extends { start: bigint | number; end: bigint | number }>(list: readonly T[]): number {
+  const events = list.flatMap((i) => [
+    { at: BigInt(i.start), delta: 1 },
+    { at: BigInt(i.end), delta: -1 },
+  ]);
+  events.sort((a, b) => (a.at === b.at ? a.delta - b.delta : a.at < b.at ? -1 : 1));
+  let open = 0;
+  let peak = 0;
+  for (const e of events) {
+    open += e.delta;
+    peak = Math.max(peak, open);
+  }
+  return peak;
+}
+
+/** Pairs of intervals in one group that overlap: 0 when the group ran one at a time. */
+export function overlappingPairs<T extends { start: bigint | number; end: bigint | number }>(list: readonly T[]): number {
+  const sorted = [...list].sort((a, b) => (BigInt(a.start) < BigInt(b.start) ? -1 : BigInt(a.start) > BigInt(b.start) ? 1 : 0));
+  let pairs = 0;
+  let latestEnd: bigint | null = null;
+  for (const i of sorted) {
+    if (latestEnd !== null && BigInt(i.start) < latestEnd) pairs += 1;
+    latestEnd = latestEnd === null || BigInt(i.end) > latestEnd ? BigInt(i.end) : latestEnd;
+  }
+  return pairs;
+}
+
+export const seconds = (startedAt: number) => ((Date.now() - startedAt) / 1000).toFixed(1);
