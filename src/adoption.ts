@@ -1,12 +1,10 @@
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
+import { pidFilePath, readPidFile, runFilePath } from './runner.js';
 import type { Logger, Scheduler } from './scheduler.js';
 
-const pidRecordSchema = z.object({
+const runRecordSchema = z.object({
   nid: z.number().int().positive(),
-  pid: z.number().int().positive(),
-  processStart: z.string().nullable(),
   startedAt: z.number(),
   rid: z.number().int().nullable().optional(),
   lane: z.string().nullable().optional(),
@@ -19,22 +17,29 @@ const pidRecordSchema = z.object({
 
 /**
  * Children outlive the service (a restart must never kill a running drush). At start-up every
- * <nid>.pid left behind is read: a live child is adopted, a dead one's file is removed.
+ * <nid>.pid left behind is read with its <nid>.run.json: a live child is adopted, a dead one's
+ * files are removed.
  */
 export async function adoptSurvivingChildren(logDir: string, scheduler: Scheduler, log: Logger): Promise<number[]> {
   const adopted: number[] = [];
   const names = (await fs.readdir(logDir)).filter((name) => /^\d+\.pid$/.test(name));
   for (const name of names) {
-    const file = path.join(logDir, name);
+    const nid = Number(name.slice(0, -'.pid'.length));
+    const pidFile = pidFilePath(logDir, nid);
+    const runFile = runFilePath(logDir, nid);
+    const running = await readPidFile(pidFile);
     let record;
     try {
-      record = pidRecordSchema.parse(JSON.parse(await fs.readFile(file, 'utf8')));
+      record = runRecordSchema.parse(JSON.parse(await fs.readFile(runFile, 'utf8')));
     } catch (error) {
-      log.warn({ file, err: (error as Error).message }, 'ignoring an unreadable pid file');
-      continue;
+      record = null;
+      log.warn({ nid, err: (error as Error).message }, 'no readable run record beside the pid file; adopting with what the pid file says');
     }
-    if (await scheduler.adopt(record)) adopted.push(record.nid);
-    else await fs.rm(file, { force: true });
+    if (running && (await scheduler.adopt({ ...(record ?? { startedAt: Date.now() }), nid, pid: running.pid, processStart: running.processStart }))) {
+      adopted.push(nid);
+    } else {
+      await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]);
+    }
   }
   return adopted;
 }

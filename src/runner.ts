@@ -38,12 +38,27 @@ export interface RunSpec {
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
 
 /**
- * The child waits behind this gate until its pid file is written, then execs the command (same pid,
- * same start time, stdin from /dev/null). If the service dies before releasing it, its read sees EOF
- * and it exits without running anything, so Aegir still has the task queued: there is never a live
- * child that a restarted service cannot re-adopt.
+ * Every child starts as this tiny shell, which writes its own pid and kernel start time to <nid>.pid
+ * and then execs the command (same pid, same start time, stdin from /dev/null). The command
+ * therefore never runs without a pid file, even if the service dies the instant after spawning it,
+ * so a restarted service can always re-adopt it; and the service need not wait for anything before
+ * the command starts. Arguments reach exec as they are: no shell interprets them.
  */
-export const GATE = ['/bin/sh', '-c', 'read -r _ || exit 75; exec "$@" </dev/null', 'aegir-taskd'] as const;
+export const GATE = [
+  '/bin/sh',
+  '-c',
+  [
+    'pidfile=$1; shift',
+    'start=',
+    'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
+    "printf '%s %s\\n' \"$$\" \"$start\" > \"$pidfile\" || exit 75",
+    'exec "$@" </dev/null',
+  ].join('\n'),
+  'aegir-taskd',
+] as const;
+
+/** The gate's exit code when it could not write the pid file; the command did not run. */
+const GATE_FAILED = 75;
 
 const resolvedCommands = new Map<string, string>();
 
@@ -92,6 +107,23 @@ export function logFilePath(logDir: string, nid: number): string {
 
 export function pidFilePath(logDir: string, nid: number): string {
   return path.join(logDir, `${nid}.pid`);
+}
+
+/** What the scheduler needs to re-adopt a run (its lane, revision, times), written before the child starts. */
+export function runFilePath(logDir: string, nid: number): string {
+  return path.join(logDir, `${nid}.run.json`);
+}
+
+/** Reads "<pid> <start time>" as the gate wrote it; null when missing or malformed. */
+export async function readPidFile(file: string): Promise<{ pid: number; processStart: string | null } | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const match = /^(\d+) ?(\d*)\n?$/.exec(text);
+  return match ? { pid: Number(match[1]), processStart: match[2] || null } : null;
 }
 
 export async function prepareLogDir(logDir: string): Promise<void> {
@@ -196,16 +228,21 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     const result: RunResult = { exitCode: null, signal: null, startedAt, endedAt: Date.now(), timedOut: false, spawnError, output: spawnError };
     return { pid: null, startedAt, done: Promise.resolve(result), stop: () => undefined };
   }
-  const handle = await fs.open(logFile, 'a', 0o600);
+  const runFile = runFilePath(spec.logDir, spec.nid);
+  const [handle] = await Promise.all([
+    fs.open(logFile, 'a', 0o600),
+    fs.writeFile(runFile, JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt }), { mode: 0o600 }),
+  ]);
   let outputStart: number;
   let subprocess;
   try {
-    await handle.write(`--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n`);
-    outputStart = (await handle.stat()).size;
+    const header = `--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n`;
+    outputStart = (await handle.stat()).size + Buffer.byteLength(header);
+    await handle.write(header);
     // execa's typings list only descriptors 3 to 9 by value; any open descriptor works at run time.
     const logFd = handle.fd as 3;
-    subprocess = execa(GATE[0], [...GATE.slice(1), resolved.path, ...argv.slice(1)], {
-      stdin: 'pipe',
+    subprocess = execa(GATE[0], [...GATE.slice(1), pidFile, resolved.path, ...argv.slice(1)], {
+      stdin: 'ignore',
       stdout: logFd,
       stderr: logFd,
       detached: true,
@@ -240,24 +277,20 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
   }, spec.timeoutMs);
   timer.unref();
 
-  if (pid !== null) {
-    const processStart = await readProcessStartTime(pid);
-    await fs.writeFile(pidFile, JSON.stringify({ ...spec.meta, nid: spec.nid, pid, processStart, startedAt }), { mode: 0o600 });
-  }
-  // Releases the gate; only the gate ever reads this pipe (the command's stdin is /dev/null).
-  subprocess.stdin?.on('error', () => undefined);
-  subprocess.stdin?.end('\n');
-
   const done = (async (): Promise<RunResult> => {
     const result = await subprocess;
     clearTimeout(timer);
     if (stopping) await stopping;
     const endedAt = Date.now();
-    if (pid !== null) await fs.rm(pidFile, { force: true });
+    const gateFailed = result.exitCode === GATE_FAILED && (await readPidFile(pidFile)) === null;
+    // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
+    await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
     const spawnError = spawnFailed
       ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
-      : null;
+      : gateFailed
+        ? `the command did not start: its pid file could not be written in ${spec.logDir}`
+        : null;
     if (spawnError) await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`);
     const output = spawnError ? spawnError : (await readTail(logFile, OUTPUT_FOR_OUTCOME, outputStart)).text;
     return {

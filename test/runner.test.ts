@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { GATE, buildArgv, childEnvironment, logFilePath, pidFilePath, readTail, startRun, type RunSpec } from '../src/runner.js';
+import { GATE, buildArgv, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
 import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
@@ -62,14 +62,26 @@ describe('startRun', () => {
     expect(log.match(/^attempt$/gm)).toHaveLength(2);
   });
 
-  it('leaves <nid>.pid while the child runs and removes it after', async () => {
+  it('leaves <nid>.pid (written by the child itself) and <nid>.run.json while it runs, and removes both after', async () => {
     const s = await spec({ argvTemplate: ['sh', '-c', 'sleep 0.3', 'x', '{nid}'] });
     const run = await startRun({ ...s, meta: { rid: 9 } });
-    const record = JSON.parse(await fs.readFile(pidFilePath(s.logDir, 42), 'utf8'));
-    expect(record).toMatchObject({ nid: 42, pid: run.pid, rid: 9 });
-    expect(record.processStart).toMatch(/^\d+$/);
+    const pidFile = await waitFor(() => readPidFile(pidFilePath(s.logDir, 42)), { what: 'the pid file' });
+    expect(pidFile.pid).toBe(run.pid);
+    expect(pidFile.processStart).toBe(await readProcessStartTime(run.pid!));
+    expect(JSON.parse(await fs.readFile(runFilePath(s.logDir, 42), 'utf8'))).toMatchObject({ nid: 42, rid: 9, startedAt: run.startedAt });
     await run.done;
     await expect(fs.access(pidFilePath(s.logDir, 42))).rejects.toThrow();
+    await expect(fs.access(runFilePath(s.logDir, 42))).rejects.toThrow();
+  });
+
+  it('does not run the command when its pid file cannot be written', async () => {
+    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'] });
+    const recordFile = path.join(s.logDir, 'records');
+    // A directory where the pid file should be: the gate cannot create the file.
+    await fs.mkdir(pidFilePath(s.logDir, 42));
+    const result = await (await startRun({ ...s, env: { ...process.env, RECORD_FILE: recordFile } })).done;
+    expect(result.spawnError).toBe(`the command did not start: its pid file could not be written in ${s.logDir}`);
+    expect(await readRecords(recordFile)).toEqual([]);
   });
 
   it('gives the child the environment without the service secrets', async () => {
@@ -134,23 +146,16 @@ describe('readTail', () => {
 });
 
 describe('the start gate', () => {
-  it('runs nothing when the service dies before releasing it, so Aegir keeps the task queued', async () => {
-    const dir = await tempDir();
-    const recordFile = path.join(dir, 'records');
-    const child = spawn(GATE[0], [...GATE.slice(1), fixture('record-run.sh'), '7'], { env: { ...process.env, RECORD_FILE: recordFile }, stdio: ['pipe', 'ignore', 'ignore'] });
-    // The service's end of the pipe closes without the release line, as when it is killed.
-    child.stdin!.end();
-    const code = await new Promise((resolve) => child.on('exit', resolve));
-    expect(code).toBe(75);
-    expect(await readRecords(recordFile)).toEqual([]);
-  });
-
-  it('runs the command with the same pid once released, with stdin from /dev/null', async () => {
-    const child = spawn(GATE[0], [...GATE.slice(1), 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  it('writes the pid and kernel start time of the process that then becomes the command, with stdin from /dev/null', async () => {
+    const pidFile = path.join(await tempDir(), 'x.pid');
+    const child = spawn(GATE[0], [...GATE.slice(1), pidFile, 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stdin!.end('\n');
-    await new Promise((resolve) => child.on('close', resolve));
-    expect(out.split('\n').slice(0, 2)).toEqual([String(child.pid), '/dev/null']);
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    const started = await waitFor(() => readPidFile(pidFile));
+    await closed;
+    expect(out).toBe(`${child.pid}\n/dev/null\n[a b][$(nope)]`);
+    expect(started.pid).toBe(child.pid);
+    expect(started.processStart).toMatch(/^\d+$/);
   });
 });
