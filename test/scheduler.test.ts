@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createMetrics } from '../src/metrics.js';
 import { Scheduler, type SchedulerOptions, type TaskSubmission } from '../src/scheduler.js';
-import { fixture, readRecords, silentLog, tempDir, waitFor, type RunRecord } from './helpers.js';
+import { fixture, readRecords, silentLog, tempDir, waitFor } from './helpers.js';
+import { groupBy, intervals, peakOverlap } from './intervals.js';
 
 const schedulers: Scheduler[] = [];
 afterEach(() => {
@@ -28,44 +29,6 @@ async function setup(env: Record<string, string> = {}, options: Partial<Schedule
 }
 
 const submit = (nid: number, extra: Partial<TaskSubmission> = {}): TaskSubmission => ({ nid, source: 'webhook', confirmedAt: Date.now(), ...extra });
-
-interface Interval {
-  nid: number;
-  start: bigint;
-  end: bigint;
-}
-
-function intervals(records: RunRecord[]): Interval[] {
-  const open = new Map<number, bigint>();
-  const out: Interval[] = [];
-  for (const r of records) {
-    if (r.event === 'start') open.set(r.pid, r.at);
-    else out.push({ nid: r.nid, start: open.get(r.pid)!, end: r.at });
-  }
-  return out;
-}
-
-function groupBy<T, K>(list: T[], key: (item: T) => K): Map<K, T[]> {
-  const map = new Map<K, T[]>();
-  for (const item of list) map.set(key(item), [...(map.get(key(item)) ?? []), item]);
-  return map;
-}
-
-/** The largest number of intervals that overlap at any instant. */
-function peakOverlap(list: Interval[]): number {
-  const events = list.flatMap((i) => [
-    { at: i.start, delta: 1 },
-    { at: i.end, delta: -1 },
-  ]);
-  events.sort((a, b) => (a.at === b.at ? a.delta - b.delta : a.at < b.at ? -1 : 1));
-  let now = 0;
-  let peak = 0;
-  for (const e of events) {
-    now += e.delta;
-    peak = Math.max(peak, now);
-  }
-  return peak;
-}
 
 describe('Scheduler', () => {
   it('runs one task per lane at a time even when concurrency allows more', async () => {

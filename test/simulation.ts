@@ -38,3 +38,17 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
     },
   };
 }
+
+/** The environment for a service process wired to a simulated Aegir. */
+export function serviceEnvFor(sim: FakeFrontend, logDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    TASKD_SECRET: TEST_SECRET,
+    TASKD_LOG_DIR: logDir,
+    TASKD_FRONTEND_URL: sim.baseUrl,
+    TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
+    TASKD_RECONCILE_INTERVAL: '0.3',
+    TASKD_CONCURRENCY: '4',
+    AEGIR_SIM_URL: sim.url,
+    ...extra,
+  };
+}

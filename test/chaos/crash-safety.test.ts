@@ -6,9 +6,10 @@ import { AegirStatus } from '../../src/frontend.js';
 import type { Behaviour } from '../../src/simulation/aegir-state.js';
 import { FakeFrontend } from '../../src/simulation/fake-frontend.js';
 import { TEST_KEY, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
-import { fakeHostingTask } from '../simulation.js';
+import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from '../e2e/service-process.js';
-import { KILL_CYCLES, SEED, intervals, overlappingPairs, peakOverlap, groupBy, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
+import { KILL_CYCLES, SEED, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
+import { intervals, overlappingPairs, peakOverlap, groupBy } from '../intervals.js';
 
 printSummaryAfterAll();
 
@@ -29,15 +30,7 @@ describe('crash safety: SIGKILL to the service while webhooks keep arriving', ()
     await sim.listen();
     cleanup.push(() => sim.close());
     const logDir = await tempDir('taskd-chaos-crash-');
-    const env = {
-      TASKD_SECRET: TEST_SECRET,
-      TASKD_LOG_DIR: logDir,
-      TASKD_FRONTEND_URL: sim.baseUrl,
-      TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
-      TASKD_RECONCILE_INTERVAL: '0.3',
-      TASKD_CONCURRENCY: '4',
-      AEGIR_SIM_URL: sim.url,
-    };
+    const env = serviceEnvFor(sim, logDir);
     const services: ServiceProcess[] = [];
     cleanup.push(() => {
       for (const s of services) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, testApp, waitFor } from '../helpers.js';
-import { FLOOD, SEED, groupBy, intervals, peakOverlap, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
+import { FLOOD, SEED, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
+import { groupBy, intervals, peakOverlap } from '../intervals.js';
 
 printSummaryAfterAll();
 

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { FakeFrontend } from '../../src/simulation/fake-frontend.js';
-import { TEST_KEY, TEST_SECRET, tempDir, waitFor } from '../helpers.js';
-import { fakeHostingTask } from '../simulation.js';
+import { TEST_KEY, tempDir, waitFor } from '../helpers.js';
+import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from './service-process.js';
 
 const cleanup: Array<() => unknown> = [];
@@ -21,15 +21,7 @@ describe('re-adoption after a crash', () => {
     await sim.listen();
     cleanup.push(() => sim.close());
     const logDir = await tempDir();
-    const env = {
-      TASKD_SECRET: TEST_SECRET,
-      TASKD_LOG_DIR: logDir,
-      TASKD_FRONTEND_URL: sim.baseUrl,
-      TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
-      TASKD_RECONCILE_INTERVAL: '0.3',
-      TASKD_CONCURRENCY: '4',
-      AEGIR_SIM_URL: sim.url,
-    };
+    const env = serviceEnvFor(sim, logDir);
     const track = (s: ServiceProcess) => {
       cleanup.push(() => s.child.exitCode === null && s.child.kill('SIGKILL'));
       sim.serviceUrl = s.url;
