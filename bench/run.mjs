@@ -1,0 +1,415 @@
+// The benchmark suite: `npm run bench` (builds first). Prints one table and writes it, with the machine
+// it ran on, to bench/results.md. Only 127.0.0.1 is ever contacted, and every loop is bounded.
+//
+//   BENCH_QUICK=1           smaller counts, about a minute and a half; results.md says so and History is left alone
+//   BENCH_IDLE_SECONDS=N    length of the idle window (default 60, 10 when quick)
+//   BENCH_ONLY=a,b          only these sections (latency, throughput, idle, scale); prints, writes nothing
+//   BENCH_CPU_PROF=dir      every node service started here writes a .cpuprofile into dir when it stops
+//   BENCH_TASKD_LOG_LEVEL   the services' TASKD_LOG_LEVEL (default info, as in production)
+//   BENCH_KEEP=1            keep the scratch folder (service logs, task logs, start records)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { checkClocks, measureFixtureFloor, measureTaskdLatency, measureWebhookLatency, modelledWaits } from './latency.mjs';
+import { measureIdle, measureTaskdLeak, measureWebhookLeak } from './idle.mjs';
+import {
+  describeCommit,
+  describeMachine,
+  formatNumber,
+  machineBusyPercent,
+  formatRatio,
+  megabytes,
+  ratio,
+  readHistory,
+  renderResults,
+  renderTable,
+  triple,
+  withUnit,
+} from './report.mjs';
+import { measureChoosing, measureQueuedService } from './scale.mjs';
+import { benchDir, ensureWebhook, logLevel, repoRoot, webhookVersion } from './services.mjs';
+import { makeSecret } from './signing.mjs';
+import { median } from './stats.mjs';
+import { measureBareFastify, measureTaskdDuplicates, measureTaskdNewNids, measureWebhookIntake } from './throughput.mjs';
+
+const quick = process.env.BENCH_QUICK === '1';
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
+
+/** Counts for a full run (about five minutes on 2 cores) and for a quick one (about a minute and a half). */
+const plan = {
+  latency: { count: quick ? 200 : 1000, warmup: quick ? 20 : 50, gapMs: 15, burstPerSecond: 100, floorCount: quick ? 100 : 300 },
+  throughput: { seconds: quick ? 2 : 3, warmupSeconds: 1, rounds: quick ? 1 : 3 },
+  idle: { seconds: Number(process.env.BENCH_IDLE_SECONDS) || (quick ? 10 : 60), settleSeconds: 10 },
+  leak: { tasks: quick ? 1000 : 10_000, warmupTasks: quick ? 200 : 1000 },
+  scale: { tasks: quick ? 30_000 : 100_000, sizes: [1000, 10_000, 100_000], batch: 50, rounds: quick ? 6 : 12 },
+};
+
+const SCALE_TARGET_TASKS = 100_000;
+
+const TARGETS = {
+  p99Ms: 10,
+  intakePerSecond: 5000,
+  shareOfBareFastify: 0.5,
+  timesWebhook: 10,
+  idleCpuPercent: 0.1,
+  idleRssMB: 80,
+  leakMB: 5,
+  scaleRssMB: 250,
+  chooseGrowth: 2,
+};
+
+function step(message) {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+const ms = (values) => triple(values, 'ms');
+const ratios = (ours, theirs) => (theirs ? ours.map((v, i) => formatRatio(ratio(v, theirs[i]))).join(' / ') : '—');
+const count = (n) => n.toLocaleString('en-US');
+
+// ---- 1. queue-to-start latency ---------------------------------------------------------
+
+async function latencySection({ workDir, secret, key, webhook }) {
+  const { count: tasks, warmup, gapMs, burstPerSecond, floorCount } = plan.latency;
+  const clocks = checkClocks();
+  if (!clocks.agree) throw new Error('the bench clock and `date +%s%N` disagree; queue-to-start cannot be measured on this machine');
+  step(`latency: fixture floor (${floorCount} direct spawns)`);
+  const floor = await measureFixtureFloor({ workDir, count: floorCount });
+  const oneAtATime = { mode: 'sequential', gapMs };
+  const burst = { mode: 'paced', intervalMs: 1000 / burstPerSecond };
+  step(`latency: aegir-taskd, ${count(tasks)} tasks one at a time`);
+  const taskd = await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: oneAtATime });
+  step(`latency: adnanh/webhook, ${count(tasks)} tasks one at a time`);
+  const hook = webhook ? await measureWebhookLatency({ workDir, count: tasks, warmup, pace: oneAtATime }) : null;
+  step(`latency: aegir-taskd, ${count(tasks)} tasks at ${burstPerSecond}/s`);
+  const taskdBurst = await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: burst });
+  step(`latency: adnanh/webhook, ${count(tasks)} tasks at ${burstPerSecond}/s`);
+  const hookBurst = webhook ? await measureWebhookLatency({ workDir, count: tasks, warmup, pace: burst }) : null;
+  const model = modelledWaits();
+
+  const ours = [taskd.p50, taskd.p95, taskd.p99];
+  const measure = `Queue-to-start p50 / p95 / p99, ${count(tasks)} tasks sent one at a time`;
+  const target = `p99 ≤ ${TARGETS.p99Ms} ms`;
+  const met = taskd.missing === 0 && taskd.p99 <= TARGETS.p99Ms;
+  const pick = (r) => (r ? [r.p50, r.p95, r.p99] : null);
+  const rows = [
+    { measure, ours: ms(ours), baseline: webhook ? `adnanh/webhook ${webhook}` : 'adnanh/webhook (not installed)', theirs: hook ? ms(pick(hook)) : '—', ratio: ratios(ours, pick(hook)), target, met },
+    { measure, ours: ms(ours), baseline: 'cron dispatcher, once a minute (modelled)', theirs: ms(pick(model.cron)), ratio: ratios(ours, pick(model.cron)), target, met },
+    { measure, ours: ms(ours), baseline: 'one-second poller, 1 s sleep per task (modelled)', theirs: ms(pick(model.poller)), ratio: ratios(ours, pick(model.poller)), target, met },
+    {
+      measure: `Queue-to-start p50 / p95 / p99, ${count(tasks)} tasks at ${burstPerSecond}/s (open loop)`,
+      ours: ms(pick(taskdBurst)),
+      baseline: webhook ? `adnanh/webhook ${webhook}` : 'adnanh/webhook (not installed)',
+      theirs: hookBurst ? ms(pick(hookBurst)) : '—',
+      ratio: ratios(pick(taskdBurst), pick(hookBurst)),
+      target: null,
+      met: null,
+    },
+  ];
+  const missing = [taskd, hook, taskdBurst, hookBurst].filter(Boolean).reduce((sum, r) => sum + r.missing, 0);
+  const notes = [
+    `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted. Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
+    `The fixture's own floor (the bench spawning it directly, spawn call to its clock reading; a ${os.cpus().length}-core machine with the bench on it): p50 ${withUnit(floor.p50, 'ms')}, p99 ${withUnit(floor.p99, 'ms')}. Every queue-to-start figure includes it.`,
+    'Modelled baselines are analytic, not sampled: the cron dispatcher waits U(0, 60 s) for the next minute (quantile q is 60·q s); the one-second poller waits U(0, 1 s) for its next poll and then sleeps 1 s before each task (1 + q s). Neither counts the time drush takes to boot.',
+  ];
+  return { rows, notes, summary: { p99: taskd.p99 } };
+}
+
+// ---- 2. intake throughput ---------------------------------------------------------------
+
+async function throughputSection({ workDir, secret, key, webhook }) {
+  const { seconds, warmupSeconds, rounds } = plan.throughput;
+  const runs = { bare: [], fresh: [], duplicates: [], hook: [] };
+  for (let round = 1; round <= rounds; round += 1) {
+    step(`throughput: round ${round} of ${rounds} (${seconds} s each: bare fastify, new nids, duplicates${webhook ? ', adnanh/webhook' : ''})`);
+    runs.bare.push(await measureBareFastify({ workDir, key, seconds, warmupSeconds }));
+    runs.fresh.push(await measureTaskdNewNids({ workDir, secret, key, seconds, warmupSeconds }));
+    runs.duplicates.push(await measureTaskdDuplicates({ workDir, secret, key, seconds, warmupSeconds }));
+    if (webhook) runs.hook.push(await measureWebhookIntake({ workDir, seconds, warmupSeconds }));
+  }
+  const rate = (list) => (list.length ? median(list.map((r) => r.requestsPerSecond)) : null);
+  const cpu = (list) => (list.length ? median(list.map((r) => r.serverCpu * 100)) : null);
+  const bare = rate(runs.bare);
+  const hook = rate(runs.hook);
+  const perSecond = (v) => withUnit(v, '/s');
+  const rows = [];
+  for (const [kind, list] of [['new nids', runs.fresh], ['duplicate nids', runs.duplicates]]) {
+    const ours = rate(list);
+    const share = ratio(ours, bare);
+    const times = ratio(ours, hook);
+    const measure = `Signed intake, ${kind} (requests/s, rate limit off, queue paused)`;
+    rows.push({
+      measure,
+      ours: perSecond(ours),
+      baseline: 'bare fastify route, same fastify',
+      theirs: perSecond(bare),
+      ratio: formatRatio(share),
+      target: `≥ ${count(TARGETS.intakePerSecond)}/s and ≥ ${TARGETS.shareOfBareFastify}×`,
+      met: ours >= TARGETS.intakePerSecond && share !== null && share >= TARGETS.shareOfBareFastify,
+    });
+    rows.push({
+      measure,
+      ours: perSecond(ours),
+      baseline: webhook ? `adnanh/webhook ${webhook}, HMAC rule` : 'adnanh/webhook (not installed)',
+      theirs: perSecond(hook),
+      ratio: formatRatio(times),
+      target: `≥ ${TARGETS.timesWebhook}×`,
+      met: times === null ? null : times >= TARGETS.timesWebhook,
+    });
+  }
+  const unexpected = [...runs.fresh, ...runs.duplicates, ...runs.bare, ...runs.hook].reduce((sum, r) => sum + r.unexpected, 0);
+  const each = (list) => list.map((r) => formatNumber(r.requestsPerSecond)).join(', ');
+  const notes = [
+    `Intake: autocannon, 16 connections, no pipelining, ${rounds} round(s) of ${seconds} s after a ${warmupSeconds} s warm-up, fresh processes each round; the median round is shown (per round, /s: bare fastify ${each(runs.bare)}; new nids ${each(runs.fresh)}; duplicates ${each(runs.duplicates)}${webhook ? `; adnanh/webhook ${each(runs.hook)}` : ''}). Every request is signed before the run, each with its own webhook-id. New nids answer 202; duplicates (1,000 queued nids sent again, as Aegir re-sends) answer 200. Unexpected answers or errors: ${unexpected}.`,
+    `aegir-taskd runs with TASKD_RATE_LIMIT=0, TASKD_LOG_LEVEL=${logLevel()} (its log goes to a file) and its queue paused (POST /v1/queue/pause), so intake alone is measured. adnanh/webhook has no queue: each request it accepts checks a hex HMAC-SHA256 of the body (payload-hmac-sha256) and runs \`/bin/true <nid>\` at once.`,
+    `Client and servers share the machine's ${os.cpus().length} cores. Server CPU during the runs, median, % of one core: bare fastify ${formatNumber(cpu(runs.bare))}, aegir-taskd new nids ${formatNumber(cpu(runs.fresh))}, duplicates ${formatNumber(cpu(runs.duplicates))}${webhook ? `, adnanh/webhook ${formatNumber(cpu(runs.hook))} (its children not counted)` : ''}. A server well under 100% was waiting on the client, so its figure is a floor.`,
+  ];
+  return { rows, notes, summary: { fresh: rate(runs.fresh), duplicates: rate(runs.duplicates) } };
+}
+
+// ---- 3. idle cost and leak check -----------------------------------------------------------
+
+async function idleSection({ workDir, secret, key, webhook }) {
+  step(`idle: ${plan.idle.seconds} s, aegir-taskd${webhook ? ' and adnanh/webhook side by side' : ''}`);
+  const idle = await measureIdle({ workDir, secret, seconds: plan.idle.seconds, settleSeconds: plan.idle.settleSeconds, withWebhook: Boolean(webhook) });
+  step(`leak check: aegir-taskd, ${count(plan.leak.warmupTasks)} + ${count(plan.leak.tasks)} tasks`);
+  const leak = await measureTaskdLeak({ workDir, secret, key, ...plan.leak });
+  step(`leak check: adnanh/webhook, ${count(plan.leak.warmupTasks)} + ${count(plan.leak.tasks)} tasks`);
+  const hookLeak = webhook ? await measureWebhookLeak({ workDir, ...plan.leak }) : null;
+  const baseline = webhook ? `adnanh/webhook ${webhook}` : 'adnanh/webhook (not installed)';
+  const mb = (bytes) => withUnit(megabytes(bytes), 'MB');
+  const rows = [
+    {
+      measure: `Idle CPU over ${plan.idle.seconds} s (% of one core)`,
+      ours: withUnit(idle.taskd.cpuPercentOfCore, '%'),
+      baseline,
+      theirs: idle.webhook ? withUnit(idle.webhook.cpuPercentOfCore, '%') : '—',
+      ratio: formatRatio(ratio(idle.taskd.cpuPercentOfCore, idle.webhook?.cpuPercentOfCore ?? null)),
+      target: `≤ ${TARGETS.idleCpuPercent}%`,
+      met: idle.taskd.cpuPercentOfCore <= TARGETS.idleCpuPercent,
+    },
+    {
+      measure: 'Idle RSS, end of the idle window',
+      ours: mb(idle.taskd.rssBytes),
+      baseline,
+      theirs: idle.webhook ? mb(idle.webhook.rssBytes) : '—',
+      ratio: formatRatio(ratio(idle.taskd.rssBytes, idle.webhook?.rssBytes ?? null)),
+      target: `≤ ${TARGETS.idleRssMB} MB`,
+      met: megabytes(idle.taskd.rssBytes) <= TARGETS.idleRssMB,
+    },
+    {
+      measure: `RSS growth over ${count(plan.leak.tasks)} tasks run, after ${count(plan.leak.warmupTasks)} warm-up tasks; both readings after a full GC`,
+      ours: mb(leak.growth),
+      baseline: null,
+      theirs: null,
+      ratio: null,
+      target: `≤ ${TARGETS.leakMB} MB`,
+      met: megabytes(leak.growth) <= TARGETS.leakMB,
+    },
+    {
+      measure: `RSS growth over the same ${count(plan.leak.tasks)} tasks, as found (no forced GC)`,
+      ours: mb(leak.growthAsFound),
+      baseline,
+      theirs: hookLeak ? mb(hookLeak.growthAsFound) : '—',
+      ratio: formatRatio(ratio(leak.growthAsFound, hookLeak?.growthAsFound ?? null)),
+      target: null,
+      met: null,
+    },
+    {
+      measure: `RSS after those ${count(plan.leak.tasks)} tasks, as found`,
+      ours: mb(leak.after.rss),
+      baseline,
+      theirs: hookLeak ? mb(hookLeak.rssAfter) : '—',
+      ratio: formatRatio(ratio(leak.after.rss, hookLeak?.rssAfter ?? null)),
+      target: null,
+      met: null,
+    },
+  ];
+  const notes = [
+    `Idle: utime + stime from /proc/<pid>/stat and VmRSS from /proc/<pid>/status over ${plan.idle.seconds} s, no requests, opened ${idle.settleSeconds} s after the service was ready (aegir-taskd used ${withUnit(idle.taskd.startupCpu, 's')} of CPU to start and ${withUnit(idle.taskd.settlingCpu * 1000, 'ms')} in those ${idle.settleSeconds} s); aegir-taskd with its defaults apart from port, secret, log folder and command (no frontend, so no reconcile timer). Highest RSS seen in the window: aegir-taskd ${mb(idle.taskd.rssMaxBytes)}${idle.webhook ? `, adnanh/webhook ${mb(idle.webhook.rssMaxBytes)}` : ''}.`,
+    `Leak check: signed webhooks, 16 in flight, distinct nids and rids, TASKD_CONCURRENCY=64, command \`true <nid>\`; memory read 2 s after the queue is empty. The full GC is HeapProfiler.collectGarbage through the inspector (the leak-check service alone runs with --inspect on loopback), so garbage V8 had not yet collected does not count as growth. aegir-taskd: RSS ${mb(leak.rssStart)} at start; after the warm-up ${mb(leak.before.rss)} as found, ${mb(leak.before.rssAfterGc)} after GC, live JS heap ${mb(leak.before.heapUsed)}; after the counted tasks ${mb(leak.after.rss)}, ${mb(leak.after.rssAfterGc)}, heap ${mb(leak.after.heapUsed)} (heap growth ${mb(leak.heapGrowth)}; ${formatNumber(leak.tasksPerSecond)} tasks/s run).${hookLeak ? ` adnanh/webhook (Go, no GC forced): ${mb(hookLeak.rssStart)} at start, ${mb(hookLeak.rssBefore)} after the warm-up, ${mb(hookLeak.rssAfter)} after the counted tasks.` : ''}`,
+  ];
+  return { rows, notes, summary: { idleCpu: idle.taskd.cpuPercentOfCore, idleRss: idle.taskd.rssBytes, growth: leak.growth } };
+}
+
+// ---- 4. scale ----------------------------------------------------------------------------
+
+async function scaleSection({ workDir, secret, key }) {
+  const { tasks, sizes, batch, rounds } = plan.scale;
+  step(`scale: ${count(tasks)} signed webhooks into a paused aegir-taskd`);
+  const service = await measureQueuedService({ workDir, secret, key, tasks });
+  step(`scale: choosing the next task at ${sizes.map(count).join(', ')} queued`);
+  const choosing = await measureChoosing({ workDir, sizes, batch, rounds });
+  const rows = [
+    {
+      measure: `Accept ${count(tasks)} signed webhooks over ${count(service.lanes)} lanes (queue paused)`,
+      ours: `${withUnit(service.seconds, 's')} (${withUnit(service.perSecond, '/s')})`,
+      baseline: null,
+      theirs: null,
+      ratio: null,
+      target: null,
+      met: service.queued === tasks ? null : false,
+    },
+    {
+      measure: `RSS with ${count(service.queued)} tasks queued over ${count(service.laneCount)} lanes`,
+      ours: withUnit(megabytes(service.rss), 'MB'),
+      baseline: null,
+      theirs: null,
+      ratio: null,
+      // The target is set for 100,000 queued; a quick run queues fewer and is not judged.
+      target: tasks === SCALE_TARGET_TASKS ? `≤ ${TARGETS.scaleRssMB} MB` : null,
+      met: service.queued !== tasks ? false : tasks === SCALE_TARGET_TASKS ? megabytes(service.rss) <= TARGETS.scaleRssMB : null,
+    },
+  ];
+  for (const size of choosing) {
+    rows.push({
+      measure: `Choose the next task, ${count(size.queued)} queued over ${count(size.lanes)} lanes (µs per task started)`,
+      ours: withUnit(size.taskdMicros, 'µs'),
+      baseline: 'linear scan for the oldest free lane head',
+      theirs: withUnit(size.scanMicros, 'µs'),
+      ratio: formatRatio(ratio(size.taskdMicros, size.scanMicros)),
+      target: null,
+      met: null,
+    });
+  }
+  const first = choosing[0];
+  const last = choosing.at(-1);
+  const growth = ratio(last.taskdMicros, first.taskdMicros);
+  const scanGrowth = ratio(last.scanMicros, first.scanMicros);
+  rows.push({
+    measure: `Growth of choosing time, ${count(first.queued)} → ${count(last.queued)} queued`,
+    ours: formatRatio(growth),
+    baseline: 'linear scan',
+    theirs: formatRatio(scanGrowth),
+    ratio: formatRatio(ratio(growth, scanGrowth)),
+    target: `≤ ${TARGETS.chooseGrowth}× (flat)`,
+    met: growth <= TARGETS.chooseGrowth,
+  });
+  const notes = [
+    `Scale: autocannon sends ${count(tasks)} signed webhooks (distinct nids, rids round-robin over ${count(service.lanes)} lanes) to a paused service; time from the first request to the last answer (answers: ${JSON.stringify(service.statusCounts)}; queue depth after: ${count(service.queued)}). RSS 2 s later; ${withUnit(megabytes(service.rssIdle), 'MB')} before the first webhook.`,
+    `Choosing the next task is measured in-process on the built Scheduler (dist/scheduler.js, as the tests build it): ${sizes.map(count).join(', ')} tasks queued while paused, 10 per lane; then resume() with TASKD_CONCURRENCY=${batch} starts ${batch} tasks, and its time over ${batch} is the cost of one choice plus handing the task to the worker pool (spawning happens after, outside the figure). Median of ${rounds} rounds after one warm-up; each round queues ${batch} new tasks so the size holds. Queuing one task in-process (submit) took ${choosing.map((c) => withUnit(c.submitMicros, 'µs')).join(', ')} at those sizes.`,
+    'The baseline is what a polling daemon asks its database for each time: the oldest queued row whose lane has nothing running, found by looking at every row (bench/scale.mjs, chooseByScan), at the same sizes.',
+  ];
+  return { rows, notes, summary: { scaleRss: service.rss, chooseMicros: last.taskdMicros } };
+}
+
+// ---- the run -------------------------------------------------------------------------------
+
+const SECTIONS = [
+  ['latency', latencySection],
+  ['throughput', throughputSection],
+  ['idle', idleSection],
+  ['scale', scaleSection],
+];
+
+const BUSY_WARNING_PERCENT = 20;
+
+/** What makes a run's figures suspect, said in the results rather than left for a reader to guess. */
+function runWarnings({ busyBefore, builtBefore, builtAfter }) {
+  const warnings = [];
+  if (busyBefore !== null && busyBefore > BUSY_WARNING_PERCENT) {
+    warnings.push(`the machine was already ${formatNumber(busyBefore)}% busy before the run began, so these figures are noisy.`);
+  }
+  if (builtAfter !== builtBefore) warnings.push(`dist/ was rebuilt during the run (at ${builtAfter}), so these figures mix two builds.`);
+  return warnings;
+}
+
+function historyLine({ date, commit, summary }) {
+  const mb = (bytes) => (bytes === undefined ? '—' : withUnit(megabytes(bytes), 'MB'));
+  const parts = [
+    `p99 queue-to-start ${withUnit(summary.p99, 'ms')}`,
+    `intake ${withUnit(summary.fresh, '/s')} new, ${withUnit(summary.duplicates, '/s')} duplicates`,
+    `idle ${withUnit(summary.idleCpu, '%')} CPU, ${mb(summary.idleRss)}`,
+    `RSS growth ${mb(summary.growth)}`,
+    `${mb(summary.scaleRss)} at ${count(plan.scale.tasks)} queued`,
+    `choose ${withUnit(summary.chooseMicros, 'µs')} at ${count(plan.scale.sizes.at(-1))}`,
+  ];
+  return `- ${date.slice(0, 10)}, ${commit ?? 'commit unknown'}: ${parts.join('; ')}.`;
+}
+
+/** When dist/ was last built: the figures are of that build, which may be newer than the commit. */
+function distBuiltAt() {
+  const dist = path.join(repoRoot, 'dist');
+  let newest = 0;
+  for (const entry of fs.readdirSync(dist, { recursive: true })) {
+    if (String(entry).endsWith('.js')) newest = Math.max(newest, fs.statSync(path.join(dist, String(entry))).mtimeMs);
+  }
+  return new Date(newest).toISOString();
+}
+
+function packageVersion() {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main() {
+  if (!fs.existsSync(path.join(repoRoot, 'dist', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` first (`npm run bench` does)');
+  const machine = describeMachine();
+  const busyBefore = await machineBusyPercent();
+  const builtBefore = distBuiltAt();
+  const date = new Date().toISOString();
+  const webhook = ensureWebhook() ? webhookVersion() : null;
+  if (!webhook) step('adnanh/webhook could not be installed: its columns stay empty');
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegir-taskd-bench-'));
+  const { secret, key } = makeSecret();
+  const context = { workDir, secret, key, webhook };
+  const rows = [];
+  const notes = [];
+  const summary = {};
+  let failed = false;
+  try {
+    for (const [name, section] of SECTIONS) {
+      if (only && !only.has(name)) continue;
+      try {
+        const result = await section(context);
+        rows.push(...result.rows);
+        notes.push(...result.notes);
+        Object.assign(summary, result.summary);
+      } catch (error) {
+        failed = true;
+        step(`${name} failed: ${error.stack ?? error}`);
+        rows.push({ measure: `${name}: failed (${error.message})`, ours: '—', met: false });
+      }
+    }
+  } finally {
+    if (process.env.BENCH_KEEP === '1') step(`scratch folder kept: ${workDir}`);
+    else fs.rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const commit = describeCommit(repoRoot);
+  const warnings = runWarnings({ busyBefore, builtBefore, builtAfter: distBuiltAt() });
+  for (const warning of warnings) step(`warning: ${warning}`);
+  const machineLine =
+    `Machine: ${machine.cpu}, ${machine.cores} cores, ${formatNumber(machine.memoryGiB)} GiB memory; Node ${machine.node}; ${machine.os}. ` +
+    `Before the run the cores were ${formatNumber(busyBefore)}% busy; 1-minute load average when it began: ${formatNumber(machine.loadAverage)}, when it ended: ${formatNumber(os.loadavg()[0])}.`;
+  const runLine =
+    `${quick ? 'Quick run (BENCH_QUICK=1: smaller counts; not comparable with full runs)' : 'Full run'} of \`npm run bench\` on ${date}: ` +
+    `aegir-taskd ${packageVersion()} (${commit ? `commit ${commit}` : 'commit unknown'}; dist/ built ${builtBefore})${webhook ? `, adnanh/webhook ${webhook}` : ''}. ` +
+    'Ratios are aegir-taskd ÷ baseline.' +
+    warnings.map((warning) => ` **Warning: ${warning}**`).join('');
+  const table = renderTable(rows);
+  process.stdout.write(`\n${runLine}\n\n${machineLine}\n\n${table}\n\n`);
+
+  if (only) {
+    step('BENCH_ONLY set: results.md left as it was');
+  } else {
+    const resultsFile = path.join(benchDir, 'results.md');
+    const history = readHistory(resultsFile);
+    if (!quick && !failed && warnings.length === 0) history.push(historyLine({ date, commit, summary }));
+    fs.writeFileSync(resultsFile, renderResults({ title: 'aegir-taskd benchmarks', machineLine, runLine, table, notes, history }));
+    step(`written to ${path.relative(process.cwd(), resultsFile) || resultsFile}`);
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    process.stderr.write(`bench: ${error.stack ?? error}\n`);
+    process.exitCode = 1;
+  },
+);
