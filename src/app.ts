@@ -1,5 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
@@ -60,6 +60,19 @@ export const LOG_REDACT = [
   'headers["webhook-signature"]',
 ];
 
+/** One access-log line per request, when it completes; the "incoming request" line only at debug level. */
+class AccessLog extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug({ req: request }, 'incoming request');
+  }
+
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { method: request.method, url: request.url, statusCode: reply.statusCode, remoteAddress: request.ip, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else reply.log.info(line, 'request completed');
+  }
+}
+
 /** Builds the service; it never listens (that is the entry point's job). */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
@@ -70,6 +83,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         { logger: { level: config.logLevel, redact: LOG_REDACT, stream: pino.destination({ dest: 1, sync: false }) } }),
     bodyLimit: BODY_LIMIT,
     requestIdHeader: 'x-request-id',
+    logController: new AccessLog(),
     genReqId: () => randomUUID(),
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
@@ -96,8 +110,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
   app.decorateRequest('intake', null);
 
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
   // Reconciling starts with listening, so a service that is not serving never runs tasks on its own.
   app.addHook('onListen', async () => {

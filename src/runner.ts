@@ -38,27 +38,41 @@ export interface RunSpec {
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
 
 /**
- * Every child starts as this tiny shell, which writes its own pid and kernel start time to <nid>.pid
- * and then execs the command (same pid, same start time, stdin from /dev/null). The command
- * therefore never runs without a pid file, even if the service dies the instant after spawning it,
- * so a restarted service can always re-adopt it; and the service need not wait for anything before
- * the command starts. Arguments reach exec as they are: no shell interprets them.
+ * Every child starts as this tiny shell. Before it execs the command (same pid, same start time,
+ * stdin from /dev/null) it writes <nid>.run.json (what a restarted service needs to re-adopt it),
+ * then <nid>.pid (its pid and kernel start time), then the attempt's header line into the log. So
+ * the command never runs without those files, even if the service dies the instant after spawning
+ * it, and the service does no disk writes of its own before the command starts. Arguments reach
+ * exec as they are: no shell interprets them.
  */
 export const GATE = [
   '/bin/sh',
   '-c',
   [
-    'pidfile=$1; shift',
+    'runfile=$1 pidfile=$2 header=$3 meta=$4; shift 4',
+    "printf '%s\\n' \"$meta\" > \"$runfile\" || exit 75",
     'start=',
     'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
     "printf '%s %s\\n' \"$$\" \"$start\" > \"$pidfile\" || exit 75",
+    "printf '%s\\n' \"$header\"",
     'exec "$@" </dev/null',
   ].join('\n'),
   'aegir-taskd',
 ] as const;
 
-/** The gate's exit code when it could not write the pid file; the command did not run. */
+/** The gate's exit code when it could not write its files; the command did not run. */
 const GATE_FAILED = 75;
+
+/** Every attempt's output in <nid>.log starts with this line (written by the gate, or by the service when nothing could start). */
+const HEADER_PREFIX = '--- aegir-taskd: attempt started ';
+
+/** The output of the last attempt in a log tail: everything after its header line. */
+export function lastAttemptOutput(tail: string): string {
+  const at = tail.lastIndexOf(HEADER_PREFIX);
+  if (at < 0) return tail;
+  const lineEnd = tail.indexOf('\n', at);
+  return lineEnd < 0 ? '' : tail.slice(lineEnd + 1);
+}
 
 const resolvedCommands = new Map<string, string>();
 
@@ -220,28 +234,24 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
   const argv = buildArgv(spec.argvTemplate, spec.nid);
   const logFile = logFilePath(spec.logDir, spec.nid);
   const pidFile = pidFilePath(spec.logDir, spec.nid);
-  const startedAt = Date.now();
+  const header = `${HEADER_PREFIX}${new Date().toISOString()} ${JSON.stringify(argv)}`;
   const resolved = await resolveCommandCached(argv[0]!, spec.env);
   if ('error' in resolved) {
+    const startedAt = Date.now();
     const spawnError = describeSpawnError(argv[0]!, resolved.error, '');
-    await fs.appendFile(logFile, `--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 });
+    await fs.appendFile(logFile, `${header}\n--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 });
     const result: RunResult = { exitCode: null, signal: null, startedAt, endedAt: Date.now(), timedOut: false, spawnError, output: spawnError };
     return { pid: null, startedAt, done: Promise.resolve(result), stop: () => undefined };
   }
   const runFile = runFilePath(spec.logDir, spec.nid);
-  const [handle] = await Promise.all([
-    fs.open(logFile, 'a', 0o600),
-    fs.writeFile(runFile, JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt }), { mode: 0o600 }),
-  ]);
-  let outputStart: number;
+  const handle = await fs.open(logFile, 'a', 0o600);
   let subprocess;
+  let startedAt: number;
   try {
-    const header = `--- aegir-taskd: ${new Date(startedAt).toISOString()} ${JSON.stringify(argv)}\n`;
-    outputStart = (await handle.stat()).size + Buffer.byteLength(header);
-    await handle.write(header);
     // execa's typings list only descriptors 3 to 9 by value; any open descriptor works at run time.
     const logFd = handle.fd as 3;
-    subprocess = execa(GATE[0], [...GATE.slice(1), pidFile, resolved.path, ...argv.slice(1)], {
+    const meta = JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt: Date.now() });
+    subprocess = execa(GATE[0], [...GATE.slice(1), runFile, pidFile, header, meta, resolved.path, ...argv.slice(1)], {
       stdin: 'ignore',
       stdout: logFd,
       stderr: logFd,
@@ -252,6 +262,8 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
       buffer: false,
       forceKillAfterDelay: false,
     });
+    // Taken once the process exists, so queue-to-start latency includes the spawn itself.
+    startedAt = Date.now();
   } finally {
     // The child holds its own copy of the descriptor.
     await handle.close();
@@ -289,10 +301,10 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     const spawnError = spawnFailed
       ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
       : gateFailed
-        ? `the command did not start: its pid file could not be written in ${spec.logDir}`
+        ? `the command did not start: its run files could not be written in ${spec.logDir}`
         : null;
     if (spawnError) await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`);
-    const output = spawnError ? spawnError : (await readTail(logFile, OUTPUT_FOR_OUTCOME, outputStart)).text;
+    const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);
     return {
       exitCode: result.exitCode ?? null,
       signal: result.signal ?? null,

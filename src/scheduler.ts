@@ -4,7 +4,6 @@ import { AegirStatus, FrontendError, type AegirTask, type Frontend } from './fro
 import type { Metrics } from './metrics.js';
 import { MinHeap } from './min-heap.js';
 import { isRunning, readProcessStartTime, startRun, type RunResult, type StartedRun } from './runner.js';
-import { TaskPool } from './task-pool.js';
 
 export const TASK_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
@@ -141,7 +140,6 @@ export class Scheduler {
   readonly #loadAverage: () => number;
   readonly #adoptionPollMs: number;
   readonly #gateRecheckMs: number;
-  readonly #pool: TaskPool;
 
   readonly #active = new Map<number, Task>();
   readonly #history = new Map<number, Task>();
@@ -156,7 +154,8 @@ export class Scheduler {
   readonly #idleWaiters: Array<() => void> = [];
 
   #queuedCount = 0;
-  #runningCount = 0;
+  /** Tasks running now (including adopted ones); its size is what the concurrency limit counts. */
+  readonly #running = new Set<Task>();
   #paused = false;
   #closing = false;
   #gateTimer: NodeJS.Timeout | null = null;
@@ -172,7 +171,6 @@ export class Scheduler {
     this.#loadAverage = options.loadAverage ?? (() => os.loadavg()[0]!);
     this.#adoptionPollMs = options.adoptionPollMs ?? 500;
     this.#gateRecheckMs = options.gateRecheckMs ?? 5_000;
-    this.#pool = new TaskPool(options.config.concurrency);
   }
 
   // ---- intake ------------------------------------------------------------
@@ -284,15 +282,22 @@ export class Scheduler {
     return this.#active.get(nid) ?? this.#history.get(nid);
   }
 
+  *#queuedTasks(): Generator<Task> {
+    for (const t of this.#active.values()) if (t.state === 'queued') yield t;
+  }
+
+  /** Running, then queued, then ended (newest first); stops as soon as it has `limit`. */
   list(state?: TaskState, limit = 100): Task[] {
     const out: Task[] = [];
-    const push = (t: Task) => {
-      if (out.length < limit && (state === undefined || t.state === state)) out.push(t);
+    const take = (tasks: Iterable<Task>) => {
+      for (const t of tasks) {
+        if (out.length >= limit) return;
+        if (state === undefined || t.state === state) out.push(t);
+      }
     };
-    for (const t of this.#active.values()) if (t.state === 'running') push(t);
-    for (const t of this.#active.values()) if (t.state === 'queued') push(t);
-    const ended = [...this.#history.values()];
-    for (let i = ended.length - 1; i >= 0 && out.length < limit; i -= 1) push(ended[i]!);
+    if (state === undefined || state === 'running') take(this.#running);
+    if (state === undefined || state === 'queued') take(this.#queuedTasks());
+    if (state !== 'running' && state !== 'queued') take([...this.#history.values()].reverse());
     return out;
   }
 
@@ -301,7 +306,7 @@ export class Scheduler {
       paused: this.#paused,
       closing: this.#closing,
       queued: this.#queuedCount,
-      running: this.#runningCount,
+      running: this.#running.size,
       lanes: this.#lanes.size,
       awaitingLane: this.#awaitingLane.size,
       orphans: this.#orphans.size,
@@ -456,7 +461,7 @@ export class Scheduler {
     this.#orphans.delete(task.nid);
     const lane = this.#laneFor(laneKey);
     lane.holder = task;
-    this.#runningCount += 1;
+    this.#running.add(task);
     this.#log.info({ nid: task.nid, pid: record.pid, lane: laneKey }, 're-adopted a running task');
     // Not our child, so there is no exit event to wait for: look every so often.
     const poll = setInterval(() => {
@@ -489,7 +494,7 @@ export class Scheduler {
       task.outcomeConfirmed = false;
       task.message = 'outcome unknown: the service restarted while this ran, and without TASKD_FRONTEND_URL Aegir cannot be asked';
     }
-    this.#runningCount -= 1;
+    this.#running.delete(task);
     this.#end(task, state, endedAt);
     this.#releaseLane(task);
     this.#notifyIfIdle();
@@ -501,7 +506,7 @@ export class Scheduler {
   /** Stops starting tasks and waits for the running ones up to graceMs; children still running are left alive. */
   async drain(graceMs: number): Promise<{ stillRunning: number[] }> {
     this.#closing = true;
-    if (this.#runningCount > 0) {
+    if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
         this.#idleWaiters.push(() => {
@@ -678,7 +683,7 @@ export class Scheduler {
   }
 
   #pump(): void {
-    while (!this.#paused && !this.#closing && this.#runningCount < this.#config.concurrency) {
+    while (!this.#paused && !this.#closing && this.#running.size < this.#config.concurrency) {
       const next = this.#nextReady();
       if (!next) return;
       const now = Date.now();
@@ -689,13 +694,14 @@ export class Scheduler {
       lane.live -= 1;
       lane.holder = task;
       this.#queuedCount -= 1;
-      this.#runningCount += 1;
+      this.#running.add(task);
       task.state = 'running';
       task.message = null;
       if (this.#config.maxStartsPerMinute !== undefined) this.#startTimes.push(now);
       const attempt: Attempt = { run: null, cancelRequested: false };
       this.#attempts.set(task.nid, attempt);
-      this.#pool.run(() => this.#runAttempt(task, attempt)).catch((error: unknown) => {
+      // The scheduler is the worker pool: it starts an attempt only when a slot is free, so it runs at once.
+      this.#runAttempt(task, attempt).catch((error: unknown) => {
         // #runAttempt settles every path itself; reaching here is a bug, and the task must still not hold its lane forever.
         this.#log.error({ err: error, nid: task.nid }, 'attempt failed unexpectedly');
         this.#finishAttempt(task, 'failed', Date.now(), `internal error: ${(error as Error).message}`);
@@ -820,7 +826,7 @@ export class Scheduler {
 
   #scheduleRetry(task: Task, delay: number): void {
     this.#attempts.delete(task.nid);
-    this.#runningCount -= 1;
+    this.#running.delete(task);
     this.#queuedCount += 1;
     task.state = 'queued';
     task.message = `still queued in Aegir after attempt ${task.attempts}; retrying in ${delay / 1000}s`;
@@ -841,7 +847,7 @@ export class Scheduler {
 
   #finishAttempt(task: Task, state: EndState, endedAt: number, message: string | null): void {
     this.#attempts.delete(task.nid);
-    this.#runningCount -= 1;
+    this.#running.delete(task);
     task.pid = null;
     task.message = message;
     this.#end(task, state, endedAt);
@@ -862,7 +868,7 @@ export class Scheduler {
   }
 
   #notifyIfIdle(): void {
-    if (this.#runningCount > 0) return;
+    if (this.#running.size > 0) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 

@@ -68,7 +68,7 @@ describe('startRun', () => {
     const pidFile = await waitFor(() => readPidFile(pidFilePath(s.logDir, 42)), { what: 'the pid file' });
     expect(pidFile.pid).toBe(run.pid);
     expect(pidFile.processStart).toBe(await readProcessStartTime(run.pid!));
-    expect(JSON.parse(await fs.readFile(runFilePath(s.logDir, 42), 'utf8'))).toMatchObject({ nid: 42, rid: 9, startedAt: run.startedAt });
+    expect(JSON.parse(await fs.readFile(runFilePath(s.logDir, 42), 'utf8'))).toMatchObject({ nid: 42, rid: 9 });
     await run.done;
     await expect(fs.access(pidFilePath(s.logDir, 42))).rejects.toThrow();
     await expect(fs.access(runFilePath(s.logDir, 42))).rejects.toThrow();
@@ -80,7 +80,7 @@ describe('startRun', () => {
     // A directory where the pid file should be: the gate cannot create the file.
     await fs.mkdir(pidFilePath(s.logDir, 42));
     const result = await (await startRun({ ...s, env: { ...process.env, RECORD_FILE: recordFile } })).done;
-    expect(result.spawnError).toBe(`the command did not start: its pid file could not be written in ${s.logDir}`);
+    expect(result.spawnError).toBe(`the command did not start: its run files could not be written in ${s.logDir}`);
     expect(await readRecords(recordFile)).toEqual([]);
   });
 
@@ -146,15 +146,18 @@ describe('readTail', () => {
 });
 
 describe('the start gate', () => {
-  it('writes the pid and kernel start time of the process that then becomes the command, with stdin from /dev/null', async () => {
-    const pidFile = path.join(await tempDir(), 'x.pid');
-    const child = spawn(GATE[0], [...GATE.slice(1), pidFile, 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  it('writes the run record, the pid and kernel start time, and the header, then becomes the command with stdin from /dev/null', async () => {
+    const dir = await tempDir();
+    const pidFile = path.join(dir, 'x.pid');
+    const runFile = path.join(dir, 'x.run.json');
+    const child = spawn(GATE[0], [...GATE.slice(1), runFile, pidFile, 'the header', '{"nid":1}', 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     const closed = new Promise((resolve) => child.on('close', resolve));
     const started = await waitFor(() => readPidFile(pidFile));
     await closed;
-    expect(out).toBe(`${child.pid}\n/dev/null\n[a b][$(nope)]`);
+    expect(out).toBe(`the header\n${child.pid}\n/dev/null\n[a b][$(nope)]`);
+    expect(await fs.readFile(runFile, 'utf8')).toBe('{"nid":1}\n');
     expect(started.pid).toBe(child.pid);
     expect(started.processStart).toMatch(/^\d+$/);
   });
