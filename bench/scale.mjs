@@ -59,7 +59,7 @@ async function waitForNoneRunning(scheduler) {
 
 /**
  * What resume() costs per task it starts, with `queued` tasks waiting: choosing the oldest ready lane
- * head and handing it to the worker pool (the child is spawned afterwards, outside the measurement).
+ * head and the synchronous start of its attempt (the child is spawned afterwards, outside the measurement).
  * Each round starts `batch` tasks and queues `batch` new ones, so the queue stays at its size.
  */
 async function measureSchedulerAt({ queued, batch, rounds, logDir }) {
