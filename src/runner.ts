@@ -142,6 +142,12 @@ export async function readPidFile(file: string): Promise<{ pid: number; processS
 
 export async function prepareLogDir(logDir: string): Promise<void> {
   await fs.mkdir(logDir, { recursive: true, mode: 0o700 });
+  // In a shared folder such as the temp dir, another user could have made this path first (or made it
+  // a link), to read task output or plant pid files: only a real directory of our own is used.
+  const stat = await fs.lstat(logDir);
+  if (!stat.isDirectory()) throw new Error(`${logDir} is not a directory (a symbolic link?)`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) throw new Error(`${logDir} belongs to uid ${stat.uid}, not to this service (uid ${uid})`);
   await fs.access(logDir, fsConstants.W_OK);
 }
 

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { GATE, buildArgv, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
+import { GATE, buildArgv, prepareLogDir, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
 import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
@@ -160,5 +160,24 @@ describe('the start gate', () => {
     expect(await fs.readFile(runFile, 'utf8')).toBe('{"nid":1}\n');
     expect(started.pid).toBe(child.pid);
     expect(started.processStart).toMatch(/^\d+$/);
+  });
+});
+
+describe('prepareLogDir', () => {
+  it('creates the folder for this user only, and refuses a symbolic link in its place', async () => {
+    const base = await tempDir();
+    const dir = path.join(base, 'logs');
+    await prepareLogDir(dir);
+    expect((await fs.stat(dir)).mode & 0o777).toBe(0o700);
+    const link = path.join(base, 'link');
+    await fs.symlink(dir, link);
+    await expect(prepareLogDir(link)).rejects.toThrow(/is not a directory \(a symbolic link\?\)$/);
+  });
+
+  // Handing a folder to another user takes root.
+  it.skipIf(process.getuid?.() !== 0)('refuses a folder that belongs to another user', async () => {
+    const dir = await tempDir();
+    await fs.chown(dir, 65534, 65534);
+    await expect(prepareLogDir(dir)).rejects.toThrow(/belongs to uid 65534, not to this service/);
   });
 });
