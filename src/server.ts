@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { adoptSurvivingChildren } from './adoption.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeDisabledFeatures, type Config } from './config.js';
+import { scheduleLogPruning } from './log-retention.js';
 import { prepareLogDir } from './runner.js';
 
 export interface RunningServer {
@@ -17,6 +18,8 @@ export async function startServer(config: Config, options: Omit<AppOptions, 'con
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
   const adopted = await adoptSurvivingChildren(config.logDir, app.taskd.scheduler, app.log);
+  const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.get(nid)?.state === 'running' || app.taskd.scheduler.get(nid)?.state === 'queued', app.log);
+  app.addHook('onClose', async () => stopPruning());
   const address = await app.listen({ host: config.host, port: config.port });
   app.log.info(
     { address, concurrency: config.concurrency, command: config.command, logDir: config.logDir, frontend: config.frontendUrl ?? null, adopted },

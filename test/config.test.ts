@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       maxStartsPerMinute: undefined,
       maxLoad: undefined,
       shutdownGraceMs: 30_000,
+      logRetentionMs: 30 * 86_400_000,
       rateLimit: 6000,
       confirmMaxAgeMs: 5000,
       historySize: 1000,
