@@ -740,10 +740,13 @@ export class Scheduler {
     attempt.run = run;
     task.pid = run.pid;
     task.startedAt = run.startedAt;
-    this.#metrics.tasksStarted.inc();
-    if (task.attempts === 1) this.#metrics.queueToStart.observe(Math.max(0, run.startedAt - task.receivedAt) / 1000);
+    // A command that could not start has no process: it ends as failed without counting as a start.
+    if (run.pid !== null) {
+      this.#metrics.tasksStarted.inc();
+      if (task.attempts === 1) this.#metrics.queueToStart.observe(Math.max(0, run.startedAt - task.receivedAt) / 1000);
+      this.#log.info({ nid: task.nid, lane: task.lane, pid: run.pid, attempt: task.attempts }, 'task started');
+    }
     if (attempt.cancelRequested) run.stop();
-    this.#log.info({ nid: task.nid, lane: task.lane, pid: run.pid, attempt: task.attempts }, 'task started');
     const result = await run.done;
     task.pid = null;
     task.exitCode = result.exitCode;

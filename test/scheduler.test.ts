@@ -250,3 +250,14 @@ describe('Scheduler with rid 0 from Aegir', () => {
     await idle();
   });
 });
+
+describe('Scheduler metrics', () => {
+  it('does not count a command that could not start as a start', async () => {
+    const { scheduler, idle, metrics } = await setup({ TASKD_COMMAND: JSON.stringify(['/nonexistent/drush', '{nid}']) });
+    scheduler.submit(submit(1, { rid: 1 }));
+    await idle();
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^taskd_tasks_started_total 0$/m);
+    expect(text).toMatch(/^taskd_tasks_ended_total\{outcome="failed"\} 1$/m);
+  });
+});
