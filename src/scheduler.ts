@@ -194,8 +194,9 @@ export class Scheduler {
     this.#stuck.delete(input.nid);
     const task: Task = {
       nid: input.nid,
-      // hosting_task.rid defaults to 0, which names no node: such a task has no lane to share.
-      rid: input.rid || null,
+      // hosting_task.rid defaults to 0, which names no node: such a task has no lane to share. A task's
+      // rid never changes in Aegir, so one learned earlier for this nid still holds.
+      rid: input.rid || ended?.rid || null,
       type: input.type ?? null,
       vid: input.vid ?? null,
       changed: input.changed ?? null,

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createMetrics } from '../src/metrics.js';
-import { Scheduler, type SchedulerOptions, type TaskSubmission } from '../src/scheduler.js';
+import { Scheduler, type SchedulerOptions, type Task, type TaskSubmission } from '../src/scheduler.js';
 import { fixture, readRecords, silentLog, tempDir, waitFor } from './helpers.js';
 import { groupBy, intervals, peakOverlap } from './intervals.js';
 
@@ -184,16 +184,12 @@ describe('Scheduler properties (fast-check, real child processes)', () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.array(op, { minLength: 1, maxLength: 25 }), async (concurrency, ops) => {
         const { scheduler, idle, records } = await setup({ TASKD_CONCURRENCY: String(concurrency) }, {}, { SLEEP_SECONDS: '0.02' });
-        const laneOf = new Map<number, string>();
-        let accepted = 0;
+        const acceptedTasks: Task[] = [];
         let cancelled = 0;
         for (const o of ops) {
           if (o.kind === 'submit') {
             const { task, duplicate } = scheduler.submit(submit(o.nid, { rid: o.rid, changed: o.changed }));
-            if (!duplicate) {
-              accepted += 1;
-              laneOf.set(o.nid * 1000 + accepted, task.lane!);
-            }
+            if (!duplicate) acceptedTasks.push(task);
           } else if (o.kind === 'cancel') {
             if (scheduler.cancel(o.nid, false).outcome === 'cancelled') cancelled += 1;
           } else if (o.kind === 'pause') scheduler.pause();
@@ -204,16 +200,18 @@ describe('Scheduler properties (fast-check, real child processes)', () => {
         await idle();
         const runs = intervals(await records());
         // Every accepted task either ran to its end once or was cancelled before it started.
-        expect(runs.length).toBe(accepted - cancelled);
+        expect(runs.length).toBe(acceptedTasks.length - cancelled);
+        expect(acceptedTasks.filter((t) => t.state === 'cancelled')).toHaveLength(cancelled);
         expect(peakOverlap(runs)).toBeLessThanOrEqual(concurrency);
         const byNid = groupBy(runs, (r) => r.nid);
         for (const list of byNid.values()) expect(peakOverlap(list)).toBeLessThanOrEqual(1);
-        const laneOfNid = new Map<number, Set<string>>();
-        for (const [key, lane] of laneOf) {
-          const nid = Math.floor(key / 1000);
-          laneOfNid.set(nid, (laneOfNid.get(nid) ?? new Set()).add(lane));
+        // A nid may be accepted again once it ended, possibly in another lane: its k-th run belongs to its k-th task that ran.
+        const laneOfRun = new Map<(typeof runs)[number], string>();
+        for (const [nid, list] of byNid) {
+          const ran = acceptedTasks.filter((t) => t.nid === nid && t.state !== 'cancelled');
+          [...list].sort((a, b) => (a.start < b.start ? -1 : 1)).forEach((run, k) => laneOfRun.set(run, ran[k]!.lane!));
         }
-        const byLane = groupBy(runs, (r) => [...laneOfNid.get(r.nid)!][0]!);
+        const byLane = groupBy(runs, (r) => laneOfRun.get(r)!);
         for (const list of byLane.values()) expect(peakOverlap(list)).toBeLessThanOrEqual(1);
         scheduler.close();
       }),
@@ -259,5 +257,15 @@ describe('Scheduler metrics', () => {
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/^taskd_tasks_started_total 0$/m);
     expect(text).toMatch(/^taskd_tasks_ended_total\{outcome="failed"\} 1$/m);
+  });
+});
+
+describe('Scheduler re-queuing', () => {
+  it('keeps the lane it knew for a nid that comes back without a rid', async () => {
+    const { scheduler, idle } = await setup({}, {}, { SLEEP_SECONDS: '0' });
+    scheduler.submit(submit(3, { rid: 1 }));
+    await idle();
+    expect(scheduler.submit(submit(3)).task.lane).toBe('rid:1');
+    await idle();
   });
 });
