@@ -14,6 +14,7 @@ import { ReplayCache } from './replay-cache.js';
 import { openApiPlugin } from './plugins/openapi.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
+import { intakeRoutes } from './routes/intake.js';
 import { queueRoutes } from './routes/queue.js';
 import { taskRoutes } from './routes/tasks.js';
 import { Scheduler } from './scheduler.js';
@@ -142,6 +143,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await openApiPlugin(app, VERSION);
   await app.register(healthRoutes);
   await app.register(docsRoutes);
+  await app.register(intakeRoutes);
   await app.register(taskRoutes);
   await app.register(queueRoutes);
   return app;

@@ -136,6 +136,9 @@ export const errorSchema = z
   })
   .meta({ id: 'Error' });
 
+/** The same error body for each of these statuses, for a route's response schemas. */
+export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, errorSchema]));
+
 export const healthSchema = z.object({ status: z.literal('ok') });
 export const readySchema = z.object({ ready: z.boolean(), reason: z.string().optional() }).meta({ id: 'Readiness' });
 

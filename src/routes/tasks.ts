@@ -1,26 +1,22 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TaskdError } from '../errors.js';
-import { authorizeOperator, bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
-import { createReadStream } from 'node:fs';
 import { followLog } from '../log-stream.js';
+import { authorizeOperator } from '../plugins/auth.js';
 import { logFilePath, readTail } from '../runner.js';
 import type { Task } from '../scheduler.js';
 import {
   deleteAnswerSchema,
   deleteQuerySchema,
-  errorSchema,
-  intakeAnswerSchema,
+  errorResponses,
   listQuerySchema,
+  logQuerySchema,
   nidParamsSchema,
   taskDetailSchema,
   taskListSchema,
-  logQuerySchema,
   taskQuerySchema,
-  taskWebhookSchema,
 } from '../schemas.js';
-import { verify } from '../signature.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -47,87 +43,11 @@ export function toTaskView(task: Task) {
   };
 }
 
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, errorSchema]));
 const operatorSecurity = [{ bearerToken: [] }];
 
+/** The operator's view of tasks: list, one task, its log, and removal. */
 export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { config, scheduler, replay } = app.taskd;
-  const keys = config.secrets.map((s) => s.key);
-
-  const refuseWhileClosing = async () => {
-    if (app.taskd.lifecycle.closing) throw new TaskdError('SHUTTING_DOWN');
-  };
-
-  /** Runs after size and content-type checks (the body parsers) and before the body is parsed or validated. */
-  const authenticateIntake = async (request: FastifyRequest, reply: FastifyReply) => {
-    const raw = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
-    const signature = request.headers['webhook-signature'];
-    if (signature !== undefined) {
-      if (keys.length === 0) throw new TaskdError('SIGNATURE_DISABLED');
-      const header = (name: string) => {
-        const value = request.headers[name];
-        return typeof value === 'string' ? value : undefined;
-      };
-      const result = verify(keys, { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: raw });
-      if (!result.ok) {
-        throw new TaskdError(result.reason === 'missing' ? 'SIGNATURE_MISSING' : result.reason === 'stale' ? 'SIGNATURE_STALE' : 'SIGNATURE_INVALID');
-      }
-      const replayedNid = replay.get(result.msgId);
-      if (replayedNid !== undefined) {
-        app.taskd.metrics.duplicates.inc({ reason: 'replay' });
-        const state = scheduler.get(replayedNid)?.state ?? 'queued';
-        return reply.code(200).send({ nid: replayedNid, state, duplicate: true });
-      }
-      request.intake = { signed: true, msgId: result.msgId };
-    } else {
-      const token = bearerToken(request);
-      if (config.adminToken !== undefined) {
-        if (token === undefined) throw new TaskdError('SIGNATURE_MISSING');
-        if (!tokenMatches(config.adminToken.reveal(), token)) throw new TaskdError('UNAUTHORIZED');
-      } else if (!isLoopback(request.socket.remoteAddress)) {
-        throw new TaskdError('FORBIDDEN', 'Unsigned intake needs TASKD_ADMIN_TOKEN, or a loopback client.');
-      }
-      request.intake = { signed: false, msgId: null };
-    }
-    if (raw.length === 0) throw new TaskdError('INVALID_JSON', 'The request body is empty.');
-    try {
-      request.body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new TaskdError('INVALID_JSON');
-    }
-  };
-
-  app.post(
-    '/v1/tasks',
-    {
-      onRequest: config.rateLimit > 0 ? [refuseWhileClosing, app.rateLimit({ max: config.rateLimit, timeWindow: 60_000 })] : [refuseWhileClosing],
-      preValidation: authenticateIntake,
-      schema: {
-        operationId: 'createTask',
-        summary: 'Queue a task (webhook from hosting_taskd, or an operator)',
-        description:
-          'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.',
-        tags: ['intake'],
-        security: [{ webhookSignature: [] }, { bearerToken: [] }],
-        body: taskWebhookSchema,
-        response: { 202: intakeAnswerSchema, 200: intakeAnswerSchema, ...errors(400, 401, 403, 413, 415, 429, 503) },
-      },
-      // The hot path: its answers are built here from typed values, so they are stringified without
-      // re-validating them on every request (the contract tests check them against the document).
-      serializerCompiler: () => (data) => JSON.stringify(data),
-    },
-    async (request, reply) => {
-      const intake = request.intake!;
-      const { task, duplicate } = scheduler.submit({
-        ...request.body,
-        source: intake.signed ? 'webhook' : 'operator',
-        confirmedAt: intake.signed ? Date.now() : null,
-      });
-      if (intake.msgId !== null) replay.remember(intake.msgId, task.nid);
-      if (duplicate) return reply.code(200).send({ nid: task.nid, state: task.state, duplicate: true });
-      return reply.code(202).send({ nid: task.nid, state: task.state });
-    },
-  );
+  const { config, scheduler } = app.taskd;
 
   const operatorRoutes: FastifyPluginAsyncZod = async (operator) => {
     operator.addHook('onRequest', async (request) => authorizeOperator(config, request));
@@ -141,7 +61,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           tags: ['tasks'],
           security: operatorSecurity,
           querystring: listQuerySchema,
-          response: { 200: taskListSchema, ...errors(400, 401, 403) },
+          response: { 200: taskListSchema, ...errorResponses(400, 401, 403) },
         },
       },
       async (request) => ({ tasks: scheduler.list(request.query.state, request.query.limit).map(toTaskView) }),
@@ -157,7 +77,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: taskQuerySchema,
-          response: { 200: taskDetailSchema, ...errors(400, 401, 403, 404) },
+          response: { 200: taskDetailSchema, ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request) => {
@@ -179,7 +99,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: logQuerySchema,
-          response: { 200: z.string().describe('text/plain'), ...errors(400, 401, 403, 404) },
+          response: { 200: z.string().describe('text/plain'), ...errorResponses(400, 401, 403, 404) },
         },
       },
       async (request, reply) => {
@@ -218,7 +138,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: deleteQuerySchema,
-          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errors(400, 401, 403, 404, 409) },
+          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 403, 404, 409) },
         },
       },
       async (request, reply) => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { contractViolations } from '../contract.js';
-import { TEST_SECRET, fixture, signedHeaders, testApp, waitFor } from '../helpers.js';
+import { TEST_SECRET, signedHeaders, testApp, waitFor } from '../helpers.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {

@@ -1,0 +1,87 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { TaskdError } from '../errors.js';
+import { bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
+import { errorResponses, intakeAnswerSchema, taskWebhookSchema } from '../schemas.js';
+import { verify } from '../signature.js';
+
+/** POST /v1/tasks: the webhook from hosting_taskd, or an operator queuing a task by hand. */
+export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { config, scheduler, replay } = app.taskd;
+  const keys = config.secrets.map((s) => s.key);
+
+  const refuseWhileClosing = async () => {
+    if (app.taskd.lifecycle.closing) throw new TaskdError('SHUTTING_DOWN');
+  };
+
+  /** Runs after size and content-type checks (the body parsers) and before the body is parsed or validated. */
+  const authenticateIntake = async (request: FastifyRequest, reply: FastifyReply) => {
+    const raw = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
+    const signature = request.headers['webhook-signature'];
+    if (signature !== undefined) {
+      if (keys.length === 0) throw new TaskdError('SIGNATURE_DISABLED');
+      const header = (name: string) => {
+        const value = request.headers[name];
+        return typeof value === 'string' ? value : undefined;
+      };
+      const result = verify(keys, { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: raw });
+      if (!result.ok) {
+        throw new TaskdError(result.reason === 'missing' ? 'SIGNATURE_MISSING' : result.reason === 'stale' ? 'SIGNATURE_STALE' : 'SIGNATURE_INVALID');
+      }
+      const replayedNid = replay.get(result.msgId);
+      if (replayedNid !== undefined) {
+        app.taskd.metrics.duplicates.inc({ reason: 'replay' });
+        const state = scheduler.get(replayedNid)?.state ?? 'queued';
+        return reply.code(200).send({ nid: replayedNid, state, duplicate: true });
+      }
+      request.intake = { signed: true, msgId: result.msgId };
+    } else {
+      const token = bearerToken(request);
+      if (config.adminToken !== undefined) {
+        if (token === undefined) throw new TaskdError('SIGNATURE_MISSING');
+        if (!tokenMatches(config.adminToken.reveal(), token)) throw new TaskdError('UNAUTHORIZED');
+      } else if (!isLoopback(request.socket.remoteAddress)) {
+        throw new TaskdError('FORBIDDEN', 'Unsigned intake needs TASKD_ADMIN_TOKEN, or a loopback client.');
+      }
+      request.intake = { signed: false, msgId: null };
+    }
+    if (raw.length === 0) throw new TaskdError('INVALID_JSON', 'The request body is empty.');
+    try {
+      request.body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new TaskdError('INVALID_JSON');
+    }
+  };
+
+  app.post(
+    '/v1/tasks',
+    {
+      onRequest: config.rateLimit > 0 ? [refuseWhileClosing, app.rateLimit({ max: config.rateLimit, timeWindow: 60_000 })] : [refuseWhileClosing],
+      preValidation: authenticateIntake,
+      schema: {
+        operationId: 'createTask',
+        summary: 'Queue a task (webhook from hosting_taskd, or an operator)',
+        description:
+          'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.',
+        tags: ['intake'],
+        security: [{ webhookSignature: [] }, { bearerToken: [] }],
+        body: taskWebhookSchema,
+        response: { 202: intakeAnswerSchema, 200: intakeAnswerSchema, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
+      },
+      // The hot path: its answers are built here from typed values, so they are stringified without
+      // re-validating them on every request (the contract tests check them against the document).
+      serializerCompiler: () => (data) => JSON.stringify(data),
+    },
+    async (request, reply) => {
+      const intake = request.intake!;
+      const { task, duplicate } = scheduler.submit({
+        ...request.body,
+        source: intake.signed ? 'webhook' : 'operator',
+        confirmedAt: intake.signed ? Date.now() : null,
+      });
+      if (intake.msgId !== null) replay.remember(intake.msgId, task.nid);
+      if (duplicate) return reply.code(200).send({ nid: task.nid, state: task.state, duplicate: true });
+      return reply.code(202).send({ nid: task.nid, state: task.state });
+    },
+  );
+};
