@@ -43,8 +43,8 @@ declare module 'fastify' {
 
 export interface AppOptions {
   config: Config;
-  /** The environment children inherit (minus secrets). */
-  env?: NodeJS.ProcessEnv;
+  /** The environment children inherit (minus secrets); the entry point passes its own. */
+  env: NodeJS.ProcessEnv;
   loggerInstance?: FastifyBaseLogger;
   /** Replaces the HTTP client built from TASKD_FRONTEND_URL. */
   frontend?: Frontend;
@@ -99,7 +99,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const metrics = createMetrics(() => scheduler.stats(), options.defaultMetrics ?? true);
   scheduler = new Scheduler({
     config,
-    env: options.env ?? process.env,
+    env: options.env,
     metrics,
     log: app.log,
     frontend: frontend ?? undefined,

@@ -62,7 +62,7 @@ async function runEnqueue(config: Config, positionals: string[], extra: Record<s
 
 /** The document is generated from the routes; a throwaway app with default settings is enough. */
 export async function openApiYaml(): Promise<string> {
-  const app = await buildApp({ config: loadConfig({ TASKD_LOG_LEVEL: 'silent' }), defaultMetrics: false });
+  const app = await buildApp({ config: loadConfig({ TASKD_LOG_LEVEL: 'silent' }), env: {}, defaultMetrics: false });
   await app.ready();
   const yaml = documentYaml(app);
   await app.close();
@@ -116,7 +116,7 @@ export async function main(argv: string[]): Promise<number | null> {
   if (command === 'check-config') return runCheckConfig(config);
   if (command === 'enqueue') return runEnqueue(config, cli.positionals, cli.extra);
   try {
-    const server = await startServer(config);
+    const server = await startServer(config, { env: process.env });
     handleSignals(server);
   } catch (error) {
     process.stderr.write(`aegir-taskd: could not start: ${(error as Error).message}\n`);

@@ -12,7 +12,7 @@ export interface RunningServer {
 }
 
 /** Builds the app, re-adopts surviving children, listens, starts reconciling. */
-export async function startServer(config: Config, options: Omit<AppOptions, 'config'> = {}): Promise<RunningServer> {
+export async function startServer(config: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
   await prepareLogDir(config.logDir);
   const app = await buildApp({ ...options, config });
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);

@@ -37,10 +37,10 @@ export function captureLogs() {
   return { lines, logger: pino({ level: 'trace' }, stream) };
 }
 
-export async function testApp(env: Record<string, string> = {}, options: Omit<AppOptions, 'config'> = {}) {
+export async function testApp(env: Record<string, string> = {}, options: Partial<Omit<AppOptions, 'config'>> = {}) {
   const config = await testConfig(env);
   await fs.mkdir(config.logDir, { recursive: true });
-  const app = await buildApp({ config, defaultMetrics: false, ...options });
+  const app = await buildApp({ config, env: process.env, defaultMetrics: false, ...options });
   checkResponsesAgainstDocument(app);
   return { app, config };
 }
