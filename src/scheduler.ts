@@ -279,6 +279,11 @@ export class Scheduler {
 
   // ---- reading -----------------------------------------------------------
 
+  /** Queued or running: such a task's log is still being written to, or about to be. */
+  isActive(nid: number): boolean {
+    return this.#active.has(nid);
+  }
+
   get(nid: number): Task | undefined {
     return this.#active.get(nid) ?? this.#history.get(nid);
   }

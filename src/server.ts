@@ -18,7 +18,7 @@ export async function startServer(config: Config, options: Omit<AppOptions, 'con
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
   const adopted = await adoptSurvivingChildren(config.logDir, app.taskd.scheduler, app.log);
-  const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.get(nid)?.state === 'running' || app.taskd.scheduler.get(nid)?.state === 'queued', app.log);
+  const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.isActive(nid), app.log);
   app.addHook('onClose', async () => stopPruning());
   const address = await app.listen({ host: config.host, port: config.port });
   app.log.info(

@@ -1,14 +1,15 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
+import { HttpFrontend } from '../src/frontend.js';
 import { FakeFrontend } from '../src/simulation/fake-frontend.js';
 import { TEST_KEY, TEST_SECRET, repoRoot, testConfig } from './helpers.js';
 
 export const fakeHostingTask = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-task.js');
 
 /** A simulated Aegir frontend and a service wired to it, listening on loopback. */
-export async function simulatedAegir(env: Record<string, string> = {}, options: { retryDelaysMs?: number[] } = {}) {
-  const sim = new FakeFrontend({ key: TEST_KEY, slowMs: 3000 });
+export async function simulatedAegir(env: Record<string, string> = {}, options: { retryDelaysMs?: number[]; slowMs?: number; frontendTimeoutMs?: number } = {}) {
+  const sim = new FakeFrontend({ key: TEST_KEY, slowMs: options.slowMs ?? 3000 });
   await sim.listen();
   const config = await testConfig({
     TASKD_SECRET: TEST_SECRET,
@@ -18,8 +19,10 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
     TASKD_CONCURRENCY: '4',
     ...env,
   });
+  const timeoutMs = options.frontendTimeoutMs;
   const app: FastifyInstance = await buildApp({
     config,
+    ...(timeoutMs ? { frontend: new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs }) } : {}),
     defaultMetrics: false,
     env: { ...process.env, AEGIR_SIM_URL: sim.url },
     retryDelaysMs: options.retryDelaysMs ?? [50, 100],

@@ -114,12 +114,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         }
         const { metrics } = app.taskd;
         metrics.logFollowers.inc();
-        const stream = followLog(file, {
-          ended: () => {
-            const state = scheduler.get(nid)?.state;
-            return state !== 'running' && state !== 'queued';
-          },
-        });
+        const stream = followLog(file, { ended: () => !scheduler.isActive(nid) });
         stream.once('close', () => metrics.logFollowers.dec());
         // A client that disconnects ends the follow at once.
         request.raw.once('close', () => stream.destroy());

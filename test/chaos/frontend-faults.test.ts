@@ -1,10 +1,8 @@
-import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { AegirStatus, HttpFrontend } from '../../src/frontend.js';
-import { FakeFrontend, type Fault } from '../../src/simulation/fake-frontend.js';
-import { TEST_KEY, TEST_SECRET, signedHeaders, testConfig, waitFor } from '../helpers.js';
-import { fakeHostingTask } from '../simulation.js';
+import { AegirStatus } from '../../src/frontend.js';
+import type { Fault } from '../../src/simulation/fake-frontend.js';
+import { signedHeaders, waitFor } from '../helpers.js';
+import { simulatedAegir } from '../simulation.js';
 import { metric, printSummaryAfterAll, seconds, summary } from './chaos.js';
 
 printSummaryAfterAll();
@@ -18,25 +16,11 @@ const RESPONSE_TIMEOUT_MS = 800;
 
 /** The simulated Aegir and a service wired to it, with a short frontend timeout so that 'slow' is a timeout. */
 async function setup() {
-  const sim = new FakeFrontend({ key: TEST_KEY, slowMs: 3 * RESPONSE_TIMEOUT_MS });
-  await sim.listen();
-  closers.push(() => sim.close());
-  const port = Number(new URL(sim.url).port);
-  const config = await testConfig({
-    TASKD_SECRET: TEST_SECRET,
-    TASKD_FRONTEND_URL: sim.baseUrl,
-    TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
-    TASKD_RECONCILE_INTERVAL: '0.5',
-    TASKD_CONCURRENCY: '4',
-  });
-  const frontend = new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: RESPONSE_TIMEOUT_MS, connectTimeoutMs: RESPONSE_TIMEOUT_MS });
-  const app: FastifyInstance = await buildApp({ config, frontend, defaultMetrics: false, env: { ...process.env, AEGIR_SIM_URL: sim.url }, retryDelaysMs: [50, 100] });
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  closers.push(() => app.close());
-  sim.serviceUrl = url;
-  const metrics = async () => (await app.inject({ url: '/metrics' })).body;
-  const task = async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}` })).json();
-  return { sim, app, port, metrics, task };
+  const s = await simulatedAegir({ TASKD_RECONCILE_INTERVAL: '0.5' }, { slowMs: 3 * RESPONSE_TIMEOUT_MS, frontendTimeoutMs: RESPONSE_TIMEOUT_MS });
+  closers.push(() => s.close());
+  const port = Number(new URL(s.sim.url).port);
+  const metrics = async () => (await s.app.inject({ url: '/metrics' })).body;
+  return { sim: s.sim, app: s.app, port, metrics, task: s.task };
 }
 
 type Mode = Fault | 'refused';
