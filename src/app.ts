@@ -117,6 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   // Reconciling starts with listening, so a service that is not serving never runs tasks on its own.
   app.addHook('onListen', async () => {
+    scheduler.prepareStarts();
     reconciler?.start();
   });
   app.addHook('onClose', async () => {

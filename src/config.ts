@@ -56,6 +56,7 @@ export const settings = [
   { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for operator endpoints and unsigned intake. Without it they answer loopback clients only.' },
   { key: 'command', env: 'TASKD_COMMAND', flag: 'command', default: JSON.stringify(DEFAULT_COMMAND), help: 'JSON argv run for each task; {nid} is replaced by the task nid. No shell is involved.' },
   { key: 'concurrency', env: 'TASKD_CONCURRENCY', flag: 'concurrency', default: '1', help: 'Tasks running at once in all (one per site or server at most).' },
+  { key: 'warmStarts', env: 'TASKD_WARM_STARTS', flag: 'warm-starts', default: '2', help: 'Start processes kept waiting for the next task, so a task starts without a fork of the service (at most TASKD_CONCURRENCY; 0: off).' },
   { key: 'taskTimeoutMs', env: 'TASKD_TASK_TIMEOUT', flag: 'task-timeout', default: '7200', help: 'Seconds a task may run before its process group gets SIGTERM.' },
   { key: 'killGraceMs', env: 'TASKD_KILL_GRACE', flag: 'kill-grace', default: '10', help: 'Seconds between SIGTERM and SIGKILL on timeout.' },
   { key: 'frontendUrl', env: 'TASKD_FRONTEND_URL', flag: 'frontend-url', default: '', help: 'Base URL of the hosting_taskd endpoints, e.g. https://aegir.example.com/hosting/taskd.' },
@@ -100,6 +101,11 @@ const commandSchema = z.string().transform((value, ctx) => {
   }
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string' && a.length > 0)) {
     ctx.addIssue({ code: 'custom', message: 'expected a non-empty JSON array of non-empty strings' });
+    return z.NEVER;
+  }
+  // Each argument reaches the start process as one line of its stdin.
+  if (argv.some((a: string) => /[\r\n]/.test(a))) {
+    ctx.addIssue({ code: 'custom', message: 'arguments must not contain line breaks' });
     return z.NEVER;
   }
   // A typo such as {rid} would otherwise reach drush as a literal argument.
@@ -151,6 +157,7 @@ const configSchema = z.object({
     .transform((t) => (t === '' ? undefined : new Secret(t))),
   command: commandSchema,
   concurrency: integer(1, 1000),
+  warmStarts: integer(0, 1000),
   taskTimeoutMs: seconds(0.01),
   killGraceMs: seconds(0),
   frontendUrl: urlSchema,

@@ -1,8 +1,8 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { SECRET_ENV_NAMES } from './config.js';
+import { encodeGateTask, GATE_FAILED, GATE_UNUSED, spawnGate, type WarmGates } from './start-gate.js';
 
 export interface RunResult {
   exitCode: number | null;
@@ -37,32 +37,6 @@ export interface RunSpec {
 
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
 
-/**
- * Every child starts as this tiny shell. Before it execs the command (same pid, same start time,
- * stdin from /dev/null) it writes <nid>.run.json (what a restarted service needs to re-adopt it),
- * then <nid>.pid (its pid and kernel start time), then the attempt's header line into the log. So
- * the command never runs without those files, even if the service dies the instant after spawning
- * it, and the service does no disk writes of its own before the command starts. Arguments reach
- * exec as they are: no shell interprets them.
- */
-export const GATE = [
-  '/bin/sh',
-  '-c',
-  [
-    'runfile=$1 pidfile=$2 header=$3 meta=$4; shift 4',
-    "printf '%s\\n' \"$meta\" > \"$runfile\" || exit 75",
-    'start=',
-    'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
-    "printf '%s %s\\n' \"$$\" \"$start\" > \"$pidfile\" || exit 75",
-    "printf '%s\\n' \"$header\"",
-    'exec "$@" </dev/null',
-  ].join('\n'),
-  'aegir-taskd',
-] as const;
-
-/** The gate's exit code when it could not write its files; the command did not run. */
-const GATE_FAILED = 75;
-
 /** Every attempt's output in <nid>.log starts with this line (written by the gate, or by the service when nothing could start). */
 const HEADER_PREFIX = '--- aegir-taskd: attempt started ';
 
@@ -93,13 +67,21 @@ export async function resolveCommand(argv0: string, env: NodeJS.ProcessEnv): Pro
   return { error: sawFile ? 'EACCES' : 'ENOENT' };
 }
 
-/** Resolved paths are remembered (the hot path then costs no look-up); failures are not, so installing drush later just works. */
-async function resolveCommandCached(argv0: string, env: NodeJS.ProcessEnv): Promise<{ path: string } | { error: 'ENOENT' | 'EACCES' }> {
-  const key = `${argv0}\0${env.PATH ?? ''}`;
-  const known = resolvedCommands.get(key);
-  if (known) return { path: known };
+const commandKey = (argv0: string, env: NodeJS.ProcessEnv) => `${argv0}\0${env.PATH ?? ''}`;
+
+/**
+ * Resolved paths are remembered, and handed back without an await, so a task whose command is known
+ * starts in the same turn of the event loop as the webhook that queued it, before its answer is
+ * written. Failures are not remembered, so installing drush later just works.
+ */
+function rememberedCommand(argv0: string, env: NodeJS.ProcessEnv): { path: string } | undefined {
+  const known = resolvedCommands.get(commandKey(argv0, env));
+  return known === undefined ? undefined : { path: known };
+}
+
+async function resolveAndRemember(argv0: string, env: NodeJS.ProcessEnv): Promise<{ path: string } | { error: 'ENOENT' | 'EACCES' }> {
   const found = await resolveCommand(argv0, env);
-  if ('path' in found) resolvedCommands.set(key, found.path);
+  if ('path' in found) resolvedCommands.set(commandKey(argv0, env), found.path);
   return found;
 }
 
@@ -232,16 +214,17 @@ async function waitForGroupToEnd(pid: number, ms: number): Promise<boolean> {
 }
 
 /**
- * Starts one attempt of a task. The child gets its own process group and writes straight into
- * <nid>.log, never into a pipe of ours: drush keeps printing, and if our end of a pipe died with
- * us, its next write would kill it and leave the task "processing" in Aegir forever.
+ * Starts one attempt of a task, in a warm gate when one is ready. The child gets its own process
+ * group and writes straight into <nid>.log, never into a pipe of ours: drush keeps printing, and if
+ * our end of a pipe died with us, its next write would kill it and leave the task "processing" in
+ * Aegir forever.
  */
-export async function startRun(spec: RunSpec): Promise<StartedRun> {
+export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<StartedRun> {
   const argv = buildArgv(spec.argvTemplate, spec.nid);
   const logFile = logFilePath(spec.logDir, spec.nid);
   const pidFile = pidFilePath(spec.logDir, spec.nid);
   const header = `${HEADER_PREFIX}${new Date().toISOString()} ${JSON.stringify(argv)}`;
-  const resolved = await resolveCommandCached(argv[0]!, spec.env);
+  const resolved = rememberedCommand(argv[0]!, spec.env) ?? (await resolveAndRemember(argv[0]!, spec.env));
   if ('error' in resolved) {
     const startedAt = Date.now();
     const spawnError = describeSpawnError(argv[0]!, resolved.error, '');
@@ -250,30 +233,12 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     return { pid: null, startedAt, done: Promise.resolve(result), stop: () => undefined };
   }
   const runFile = runFilePath(spec.logDir, spec.nid);
-  const handle = await fs.open(logFile, 'a', 0o600);
-  let subprocess;
-  let startedAt: number;
-  try {
-    // execa's typings list only descriptors 3 to 9 by value; any open descriptor works at run time.
-    const logFd = handle.fd as 3;
-    const meta = JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt: Date.now() });
-    subprocess = execa(GATE[0], [...GATE.slice(1), runFile, pidFile, header, meta, resolved.path, ...argv.slice(1)], {
-      stdin: 'ignore',
-      stdout: logFd,
-      stderr: logFd,
-      detached: true,
-      env: childEnvironment(spec.env),
-      extendEnv: false,
-      reject: false,
-      buffer: false,
-      forceKillAfterDelay: false,
-    });
-    // Taken once the process exists, so queue-to-start latency includes the spawn itself.
-    startedAt = Date.now();
-  } finally {
-    // The child holds its own copy of the descriptor.
-    await handle.close();
-  }
+  const meta = JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt: Date.now() });
+  const gateInput = encodeGateTask({ nid: spec.nid, header, meta, argv: [resolved.path, ...argv.slice(1)] });
+  const subprocess = warmGates?.take() ?? spawnGate(spec.logDir, childEnvironment(spec.env));
+  subprocess.stdin.end(gateInput);
+  // Taken once the process exists and has its task, so queue-to-start latency includes the spawn itself.
+  const startedAt = Date.now();
   const pid = subprocess.pid ?? null;
 
   let timedOut = false;
@@ -300,14 +265,17 @@ export async function startRun(spec: RunSpec): Promise<StartedRun> {
     clearTimeout(timer);
     if (stopping) await stopping;
     const endedAt = Date.now();
-    const gateFailed = result.exitCode === GATE_FAILED && (await readPidFile(pidFile)) === null;
+    // The gate writes the pid file just before it execs: without one, the command never ran.
+    const gateFailed = (result.exitCode === GATE_FAILED || result.exitCode === GATE_UNUSED) && (await readPidFile(pidFile)) === null;
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
     await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
     const spawnError = spawnFailed
       ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
       : gateFailed
-        ? `the command did not start: its run files could not be written in ${spec.logDir}`
+        ? result.exitCode === GATE_FAILED
+          ? `the command did not start: its log and run files could not be written in ${spec.logDir}`
+          : 'the command did not start: its start gate ended before it was given the task'
         : null;
     if (spawnError) await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`);
     const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);

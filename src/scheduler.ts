@@ -3,7 +3,8 @@ import type { Config } from './config.js';
 import { AegirStatus, FrontendError, type AegirTask, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { MinHeap } from './min-heap.js';
-import { isRunning, readProcessStartTime, startRun, type RunResult, type StartedRun } from './runner.js';
+import { childEnvironment, isRunning, readProcessStartTime, startRun, type RunResult, type StartedRun } from './runner.js';
+import { spawnGate, WarmGates } from './start-gate.js';
 
 export const TASK_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
@@ -103,7 +104,7 @@ interface Attempt {
 
 export type SchedulerConfig = Pick<
   Config,
-  'concurrency' | 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'maxStartsPerMinute' | 'maxLoad' | 'confirmMaxAgeMs' | 'historySize'
+  'concurrency' | 'warmStarts' | 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'maxStartsPerMinute' | 'maxLoad' | 'confirmMaxAgeMs' | 'historySize'
 >;
 
 export interface SchedulerOptions {
@@ -133,6 +134,7 @@ const before = (a: Task, b: Task) => a.orderKey < b.orderKey || (a.orderKey === 
 export class Scheduler {
   readonly #config: SchedulerConfig;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #warmGates: WarmGates;
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #frontend: Frontend | undefined;
@@ -171,6 +173,13 @@ export class Scheduler {
     this.#loadAverage = options.loadAverage ?? (() => os.loadavg()[0]!);
     this.#adoptionPollMs = options.adoptionPollMs ?? 500;
     this.#gateRecheckMs = options.gateRecheckMs ?? 5_000;
+    const childEnv = childEnvironment(options.env);
+    this.#warmGates = new WarmGates(Math.min(options.config.warmStarts, options.config.concurrency), () => spawnGate(options.config.logDir, childEnv));
+  }
+
+  /** Starts the warm gates, so that even the first task starts without a fork of the service. */
+  prepareStarts(): void {
+    if (!this.#closing) this.#warmGates.fill();
   }
 
   // ---- intake ------------------------------------------------------------
@@ -529,6 +538,7 @@ export class Scheduler {
   /** Clears every timer; nothing else starts. Running children are not touched. */
   close(): void {
     this.#closing = true;
+    this.#warmGates.close();
     for (const timer of this.#timers) {
       clearTimeout(timer);
       clearInterval(timer);
@@ -730,15 +740,18 @@ export class Scheduler {
     task.attempts += 1;
     let run: StartedRun;
     try {
-      run = await startRun({
-        nid: task.nid,
-        argvTemplate: this.#config.command,
-        logDir: this.#config.logDir,
-        timeoutMs: this.#config.taskTimeoutMs,
-        killGraceMs: this.#config.killGraceMs,
-        env: this.#env,
-        meta: { rid: task.rid, lane: task.lane, type: task.type, vid: task.vid, changed: task.changed, receivedAt: task.receivedAt, attempts: task.attempts },
-      });
+      run = await startRun(
+        {
+          nid: task.nid,
+          argvTemplate: this.#config.command,
+          logDir: this.#config.logDir,
+          timeoutMs: this.#config.taskTimeoutMs,
+          killGraceMs: this.#config.killGraceMs,
+          env: this.#env,
+          meta: { rid: task.rid, lane: task.lane, type: task.type, vid: task.vid, changed: task.changed, receivedAt: task.receivedAt, attempts: task.attempts },
+        },
+        this.#warmGates,
+      );
     } catch (error) {
       this.#finishAttempt(task, 'failed', Date.now(), `could not prepare the run: ${(error as Error).message}`);
       return;

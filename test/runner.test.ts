@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { GATE, buildArgv, prepareLogDir, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
+import { buildArgv, prepareLogDir, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
+import { encodeGateTask, spawnGate, WarmGates, GATE_UNUSED } from '../src/start-gate.js';
 import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
@@ -80,7 +80,7 @@ describe('startRun', () => {
     // A directory where the pid file should be: the gate cannot create the file.
     await fs.mkdir(pidFilePath(s.logDir, 42));
     const result = await (await startRun({ ...s, env: { ...process.env, RECORD_FILE: recordFile } })).done;
-    expect(result.spawnError).toBe(`the command did not start: its run files could not be written in ${s.logDir}`);
+    expect(result.spawnError).toBe(`the command did not start: its log and run files could not be written in ${s.logDir}`);
     expect(await readRecords(recordFile)).toEqual([]);
   });
 
@@ -148,18 +148,121 @@ describe('readTail', () => {
 describe('the start gate', () => {
   it('writes the run record, the pid and kernel start time, and the header, then becomes the command with stdin from /dev/null', async () => {
     const dir = await tempDir();
-    const pidFile = path.join(dir, 'x.pid');
-    const runFile = path.join(dir, 'x.run.json');
-    const child = spawn(GATE[0], [...GATE.slice(1), runFile, pidFile, 'the header', '{"nid":1}', 'sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    const closed = new Promise((resolve) => child.on('close', resolve));
-    const started = await waitFor(() => readPidFile(pidFile));
-    await closed;
-    expect(out).toBe(`the header\n${child.pid}\n/dev/null\n[a b][$(nope)]`);
-    expect(await fs.readFile(runFile, 'utf8')).toBe('{"nid":1}\n');
-    expect(started.pid).toBe(child.pid);
+    const gate = spawnGate(dir, process.env);
+    gate.stdin.end(encodeGateTask({ nid: 7, header: 'the header', meta: '{"nid":7}', argv: ['/bin/sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)', ''] }));
+    const started = await waitFor(() => readPidFile(pidFilePath(dir, 7)));
+    expect((await gate).exitCode).toBe(0);
+    expect(await fs.readFile(logFilePath(dir, 7), 'utf8')).toBe(`the header\n${gate.pid}\n/dev/null\n[a b][$(nope)][]`);
+    expect(await fs.readFile(runFilePath(dir, 7), 'utf8')).toBe('{"nid":7}\n');
+    expect(started.pid).toBe(gate.pid);
     expect(started.processStart).toMatch(/^\d+$/);
+  });
+
+  it('creates the log for this user only, and runs the command with the service umask', async () => {
+    const dir = await tempDir();
+    const gate = spawnGate(dir, process.env);
+    const previous = process.umask();
+    gate.stdin.end(encodeGateTask({ nid: 8, header: 'h', meta: '{}', argv: ['/bin/sh', '-c', 'umask'] }));
+    await gate;
+    expect((await fs.stat(logFilePath(dir, 8))).mode & 0o777).toBe(0o600);
+    expect(Number.parseInt((await fs.readFile(logFilePath(dir, 8), 'utf8')).split('\n')[1]!, 8)).toBe(previous);
+  });
+
+  it('exits without running anything when its stdin closes before a whole task arrives', async () => {
+    const dir = await tempDir();
+    const recordFile = path.join(dir, 'records');
+    const env = { ...process.env, RECORD_FILE: recordFile };
+    const idle = spawnGate(dir, env);
+    idle.stdin.end();
+    const partial = spawnGate(dir, env);
+    // The task says two arguments and sends one.
+    partial.stdin.end(`9\nheader\n{}\n2\n${fixture('record-run.sh')}\n`);
+    expect((await idle).exitCode).toBe(GATE_UNUSED);
+    expect((await partial).exitCode).toBe(GATE_UNUSED);
+    expect(await readRecords(recordFile)).toEqual([]);
+    expect(await fs.readdir(dir)).toEqual([]);
+  });
+
+  it('refuses to encode a field with a line break, which would shift every field after it', () => {
+    expect(() => encodeGateTask({ nid: 1, header: 'h', meta: '{}', argv: ['/bin/echo', 'a\nb'] })).toThrow(TypeError);
+  });
+});
+
+describe('warm gates', () => {
+  it('keeps at most its size waiting, replaces each one taken, and lets them go on close', async () => {
+    const dir = await tempDir();
+    let spawned = 0;
+    const gates = new WarmGates(2, () => {
+      spawned += 1;
+      return spawnGate(dir, process.env);
+    });
+    gates.fill();
+    gates.fill();
+    expect(spawned).toBe(2);
+    const taken = gates.take()!;
+    expect(taken).not.toBeNull();
+    taken.stdin.end(encodeGateTask({ nid: 3, header: 'h', meta: '{}', argv: ['/bin/true'] }));
+    expect((await taken).exitCode).toBe(0);
+    await waitFor(() => gates.idle === 2 || null, { what: 'the replacement gate' });
+    expect(spawned).toBe(3);
+    const idle = [gates.take()!, gates.take()!];
+    gates.close();
+    for (const gate of idle) gate.stdin.end();
+    expect((await Promise.all(idle)).map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
+    expect(gates.take()).toBeNull();
+  });
+
+  it('skips a gate that died while waiting', async () => {
+    const dir = await tempDir();
+    const gates = new WarmGates(1, () => spawnGate(dir, process.env));
+    gates.fill();
+    const first = gates.take()!;
+    first.kill('SIGKILL');
+    await first;
+    await waitFor(() => gates.idle === 1 || null, { what: 'the replacement gate' });
+    const second = gates.take()!;
+    second.kill('SIGKILL');
+    expect(gates.take()).toBeNull();
+    gates.close();
+    await second;
+  });
+
+  it('closes waiting gates, which exit without running anything', async () => {
+    const dir = await tempDir();
+    const started: ReturnType<typeof spawnGate>[] = [];
+    const gates = new WarmGates(2, () => {
+      const gate = spawnGate(dir, process.env);
+      started.push(gate);
+      return gate;
+    });
+    gates.fill();
+    gates.close();
+    expect((await Promise.all(started)).map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
+  });
+});
+
+describe('startRun with warm gates', () => {
+  it('runs the task in a waiting gate: the pid is the gate\'s, and the output and files are as for a fresh start', async () => {
+    const s = await spec({ argvTemplate: [fixture('print-args.sh'), '{nid}', 'x y'], meta: { rid: 5 } });
+    const gates = new WarmGates(1, () => spawnGate(s.logDir, childEnvironment(s.env)));
+    gates.fill();
+    const waiting = gates.take()!;
+    gates.close();
+    const pool = { take: () => waiting } as unknown as WarmGates;
+    const run = await startRun(s, pool);
+    expect(run.pid).toBe(waiting.pid);
+    const result = await run.done;
+    expect(result).toMatchObject({ exitCode: 0, spawnError: null, output: '[42]\n[x y]\n' });
+  });
+
+  it('fails the attempt with a clear message when the gate ends before it gets the task', async () => {
+    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    const dead = spawnGate(s.logDir, childEnvironment(s.env));
+    dead.stdin.end();
+    await dead;
+    const result = await (await startRun(s, { take: () => dead } as unknown as WarmGates)).done;
+    expect(result.spawnError).toBe('the command did not start: its start gate ended before it was given the task');
+    expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
   });
 });
 

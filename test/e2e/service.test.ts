@@ -23,6 +23,17 @@ async function postSigned(url: string, task: Record<string, unknown>) {
   return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> };
 }
 
+/** Processes whose command line holds every one of these strings (start gates carry the log folder as an argument). */
+async function processesWith(...parts: string[]): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (parts.every((part) => cmdline.split('\0').includes(part))) found.push(Number(entry));
+  }
+  return found;
+}
+
 describe('aegir-taskd as a process', () => {
   it('runs the command with the nid when a signed webhook arrives over HTTP', async () => {
     const dir = await tempDir();
@@ -113,5 +124,31 @@ describe('aegir-taskd as a process', () => {
     await waitFor(() => fs.readFile(doneFile, 'utf8').catch(() => ''), { timeoutMs: 6000, what: 'the child to finish after the service died' });
     const log = await fs.readFile(path.join(dir, '5.log'), 'utf8');
     expect(Number(/line (\d+)\n$/.exec(log)?.[1])).toBeGreaterThan(20);
+  });
+
+  it('keeps warm start processes waiting while it listens, runs tasks in them, and leaves none behind when SIGKILLed', async () => {
+    const dir = await tempDir();
+    const recordFile = path.join(dir, 'records');
+    const s = await service({
+      TASKD_SECRET: TEST_SECRET,
+      TASKD_LOG_DIR: dir,
+      TASKD_CONCURRENCY: '4',
+      TASKD_WARM_STARTS: '2',
+      TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']),
+      RECORD_FILE: recordFile,
+    });
+    const waiting = await waitFor(async () => {
+      const gates = await processesWith('aegir-taskd-gate', dir);
+      return gates.length === 2 ? gates : null;
+    }, { what: 'two warm start processes' });
+    await postSigned(s.url, { nid: 77, rid: 1 });
+    await waitFor(async () => (await readRecords(recordFile)).length === 2, { what: 'the task to run' });
+    // The task ran in one of the processes that were waiting before it arrived.
+    expect(waiting).toContain((await readRecords(recordFile))[0]!.pid);
+    await waitFor(async () => ((await processesWith('aegir-taskd-gate', dir)).length === 2 ? true : null), { what: 'a replacement start process' });
+    s.child.kill('SIGKILL');
+    await s.exited;
+    await waitFor(async () => ((await processesWith('aegir-taskd-gate', dir)).length === 0 ? true : null), { timeoutMs: 5000, what: 'the waiting start processes to exit' });
+    expect((await fs.readdir(dir)).filter((f) => f.endsWith('.pid'))).toEqual([]);
   });
 });

@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
+
+/**
+ * Every child starts as this tiny shell, and learns which task it is over its stdin. Before it
+ * execs the command (same pid, same start time, stdin from /dev/null) it opens <nid>.log as its
+ * output, writes <nid>.run.json (what a restarted service needs to re-adopt it), then <nid>.pid (its
+ * pid and kernel start time), then the attempt's header line into the log. So the command never
+ * runs without those files, even if the service dies the instant after starting it, and the service
+ * does no disk writes of its own before the command starts. Arguments reach exec as they are: no
+ * shell interprets them.
+ *
+ * Because the task comes over stdin, a gate can be started before there is a task for it (a warm
+ * gate): a fork of the service costs in proportion to its memory, and this takes it off the path
+ * from webhook to start. A gate whose stdin closes before a task arrives exits without running
+ * anything, so gates never outlive the service.
+ */
+const GATE_SCRIPT = [
+  'dir=$1 mask=$2',
+  'IFS= read -r nid && IFS= read -r header && IFS= read -r meta && IFS= read -r argc || exit 76',
+  'set --',
+  'while [ "$argc" -gt 0 ] 2>/dev/null; do IFS= read -r arg || exit 76; set -- "$@" "$arg"; argc=$((argc - 1)); done',
+  '[ $# -gt 0 ] || exit 76',
+  // The log is created for this user only; the command itself runs with the service's own umask.
+  'umask 077',
+  'true 2>/dev/null >>"$dir/$nid.log" || exit 75',
+  'exec >>"$dir/$nid.log" 2>&1',
+  'umask "$mask"',
+  "printf '%s\\n' \"$meta\" > \"$dir/$nid.run.json\" || exit 75",
+  'start=',
+  'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
+  "printf '%s %s\\n' \"$$\" \"$start\" > \"$dir/$nid.pid\" || exit 75",
+  "printf '%s\\n' \"$header\"",
+  'exec "$@" </dev/null',
+].join('\n');
+
+/** The gate's exit code when it could not open the log or write its files; the command did not run. */
+export const GATE_FAILED = 75;
+/** The gate's exit code when its stdin closed before a whole task arrived; nothing ran. */
+export const GATE_UNUSED = 76;
+
+export interface GateTask {
+  nid: number;
+  /** The attempt's first line in <nid>.log. */
+  header: string;
+  /** Written to <nid>.run.json. */
+  meta: string;
+  /** The command, its first element an absolute path. */
+  argv: readonly string[];
+}
+
+export type Gate = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'ignore'; detached: true; reject: false; buffer: false }>;
+
+let serviceUmask: string | null = null;
+
+/** The umask the command must run with, read without changing it (process.umask() with no argument sets it twice). */
+function currentUmask(): string {
+  if (serviceUmask === null) {
+    const line = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    serviceUmask = line ? line[1]! : '022';
+  }
+  return serviceUmask;
+}
+
+/** Starts a gate that waits for its task. The environment is the child's, already without the service's secrets. */
+export function spawnGate(logDir: string, childEnv: NodeJS.ProcessEnv): Gate {
+  const gate = execa('/bin/sh', ['-c', GATE_SCRIPT, 'aegir-taskd-gate', logDir, currentUmask()], {
+    stdin: 'pipe',
+    stdout: 'ignore',
+    stderr: 'ignore',
+    detached: true,
+    env: childEnv,
+    extendEnv: false,
+    reject: false,
+    buffer: false,
+    forceKillAfterDelay: false,
+  });
+  // A gate that dies before it gets its task must not crash the service with EPIPE; its exit tells the rest.
+  gate.stdin.on('error', () => undefined);
+  return gate;
+}
+
+/** What a gate reads from its stdin: one line per field, so no field may hold a line break. */
+export function encodeGateTask(task: GateTask): string {
+  const fields = [String(task.nid), task.header, task.meta, String(task.argv.length), ...task.argv];
+  if (fields.some((field) => field.includes('\n'))) throw new TypeError('the command and its arguments must not contain line breaks');
+  return `${fields.join('\n')}\n`;
+}
+
+function isWaiting(gate: Gate): boolean {
+  return gate.pid !== undefined && gate.exitCode === null && gate.signalCode === null && gate.stdin.writable;
+}
+
+/**
+ * Keeps a few gates started ahead of need. Each start takes one and a replacement is started
+ * once the current event-loop turn is over, so a task never waits for a fork it did not need.
+ * There are never more idle gates than `size`, and a burst costs no more forks than tasks.
+ */
+export class WarmGates {
+  readonly #size: number;
+  readonly #start: () => Gate;
+  readonly #idle = new Set<Gate>();
+  #refill: NodeJS.Immediate | null = null;
+  #closed = false;
+
+  constructor(size: number, start: () => Gate) {
+    this.#size = size;
+    this.#start = start;
+  }
+
+  get idle(): number {
+    return this.#idle.size;
+  }
+
+  /** Starts gates until `size` wait idle. */
+  fill(): void {
+    while (!this.#closed && this.#idle.size < this.#size) {
+      const gate = this.#start();
+      if (gate.pid === undefined) {
+        // /bin/sh could not be started: starts fall back to their own gate, which reports why.
+        void gate.then(() => undefined);
+        return;
+      }
+      this.#idle.add(gate);
+      // Idle gates do not keep a finished process alive.
+      gate.unref();
+      (gate.stdin as unknown as { unref?: () => void }).unref?.();
+      void gate.then(() => this.#idle.delete(gate));
+    }
+  }
+
+  /** A waiting gate, or null when none is ready (the caller then starts its own). */
+  take(): Gate | null {
+    if (this.#size === 0 || this.#closed) return null;
+    let taken: Gate | null = null;
+    for (const gate of this.#idle) {
+      this.#idle.delete(gate);
+      if (isWaiting(gate)) {
+        taken = gate;
+        break;
+      }
+    }
+    if (taken) {
+      taken.ref();
+      (taken.stdin as unknown as { ref?: () => void }).ref?.();
+    }
+    this.#refill ??= setImmediate(() => {
+      this.#refill = null;
+      this.fill();
+    });
+    return taken;
+  }
+
+  /** Idle gates see their stdin close and exit without running anything. */
+  close(): void {
+    this.#closed = true;
+    if (this.#refill) clearImmediate(this.#refill);
+    this.#refill = null;
+    for (const gate of this.#idle) gate.stdin.end();
+    this.#idle.clear();
+  }
+}
