@@ -1,27 +1,31 @@
 import { request } from 'undici';
-import { collectGarbage, readCpuSeconds, readRssBytes, settle, startTaskd, startWebhook, waitForIdleQueue, webhookHooks } from './services.mjs';
+import { childPids, collectGarbage, readCpuSeconds, readRssBytes, settle, startTaskd, startWebhook, waitForIdleQueue, webhookHooks } from './services.mjs';
 import { hexSignedTask, signedTask } from './signing.mjs';
 import { sleep } from './stats.mjs';
 
 const WEBHOOK_SECRET = 'bench-webhook-secret';
 const cheapCommand = JSON.stringify(['true', '{nid}']);
 
-/** CPU and RSS of running processes, side by side over the same window so both see the same machine. */
+/** CPU and RSS of running processes with their children, side by side over the same window so all see the same machine. */
 async function watchIdle(pids, seconds) {
-  const cpuBefore = pids.map(readCpuSeconds);
-  const rssMax = pids.map(readRssBytes);
+  const trees = pids.map((pid) => [pid, ...childPids(pid)]);
+  const sum = (tree, read) => tree.reduce((total, pid) => total + read(pid), 0);
+  const cpuBefore = trees.map((tree) => sum(tree, readCpuSeconds));
+  const rssMax = trees.map((tree) => sum(tree, readRssBytes));
   const startedAt = performance.now();
   for (let second = 0; second < seconds; second += 1) {
     await sleep(1000);
-    pids.forEach((pid, i) => {
-      rssMax[i] = Math.max(rssMax[i], readRssBytes(pid));
+    trees.forEach((tree, i) => {
+      rssMax[i] = Math.max(rssMax[i], sum(tree, readRssBytes));
     });
   }
   const elapsed = (performance.now() - startedAt) / 1000;
-  return pids.map((pid, i) => ({
-    cpuPercentOfCore: ((readCpuSeconds(pid) - cpuBefore[i]) / elapsed) * 100,
-    rssBytes: readRssBytes(pid),
+  return trees.map((tree, i) => ({
+    cpuPercentOfCore: ((sum(tree, readCpuSeconds) - cpuBefore[i]) / elapsed) * 100,
+    rssBytes: sum(tree, readRssBytes),
     rssMaxBytes: rssMax[i],
+    ownRssBytes: readRssBytes(tree[0]),
+    children: tree.length - 1,
   }));
 }
 

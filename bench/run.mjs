@@ -179,7 +179,7 @@ async function idleSection({ workDir, secret, key, webhook }) {
   const mb = (bytes) => withUnit(megabytes(bytes), 'MB');
   const rows = [
     {
-      measure: `Idle CPU over ${plan.idle.seconds} s (% of one core)`,
+      measure: `Idle CPU over ${plan.idle.seconds} s (% of one core), the service and its waiting start processes`,
       ours: withUnit(idle.taskd.cpuPercentOfCore, '%'),
       baseline,
       theirs: idle.webhook ? withUnit(idle.webhook.cpuPercentOfCore, '%') : '—',
@@ -188,7 +188,7 @@ async function idleSection({ workDir, secret, key, webhook }) {
       met: idle.taskd.cpuPercentOfCore <= TARGETS.idleCpuPercent,
     },
     {
-      measure: 'Idle RSS, end of the idle window',
+      measure: 'Idle RSS, end of the idle window, the service and its waiting start processes',
       ours: mb(idle.taskd.rssBytes),
       baseline,
       theirs: idle.webhook ? mb(idle.webhook.rssBytes) : '—',
@@ -225,7 +225,7 @@ async function idleSection({ workDir, secret, key, webhook }) {
     },
   ];
   const notes = [
-    `Idle: utime + stime from /proc/<pid>/stat and VmRSS from /proc/<pid>/status over ${plan.idle.seconds} s, no requests, opened ${idle.settleSeconds} s after the service was ready (aegir-taskd used ${withUnit(idle.taskd.startupCpu, 's')} of CPU to start and ${withUnit(idle.taskd.settlingCpu * 1000, 'ms')} in those ${idle.settleSeconds} s); aegir-taskd with its defaults apart from port, secret, log folder and command (no frontend, so no reconcile timer). Highest RSS seen in the window: aegir-taskd ${mb(idle.taskd.rssMaxBytes)}${idle.webhook ? `, adnanh/webhook ${mb(idle.webhook.rssMaxBytes)}` : ''}.`,
+    `Idle: utime + stime from /proc/<pid>/stat and VmRSS from /proc/<pid>/status over ${plan.idle.seconds} s, summed over the process and its children (aegir-taskd: the service ${mb(idle.taskd.ownRssBytes)} and ${idle.taskd.children} waiting start process${idle.taskd.children === 1 ? '' : 'es'} (TASKD_WARM_STARTS) ${mb(idle.taskd.rssBytes - idle.taskd.ownRssBytes)}, shared library pages counted in each; adnanh/webhook has no children while idle), no requests, opened ${idle.settleSeconds} s after the service was ready (aegir-taskd used ${withUnit(idle.taskd.startupCpu, 's')} of CPU to start and ${withUnit(idle.taskd.settlingCpu * 1000, 'ms')} in those ${idle.settleSeconds} s); aegir-taskd with its defaults apart from port, secret, log folder and command (no frontend, so no reconcile timer). Highest RSS seen in the window: aegir-taskd ${mb(idle.taskd.rssMaxBytes)}${idle.webhook ? `, adnanh/webhook ${mb(idle.webhook.rssMaxBytes)}` : ''}.`,
     `Leak check: signed webhooks, 16 in flight, distinct nids and rids, TASKD_CONCURRENCY=64, command \`true <nid>\`; memory read 2 s after the queue is empty. The full GC is HeapProfiler.collectGarbage through the inspector (the leak-check service alone runs with --inspect on loopback), so garbage V8 had not yet collected does not count as growth. aegir-taskd: RSS ${mb(leak.rssStart)} at start; after the warm-up ${mb(leak.before.rss)} as found, ${mb(leak.before.rssAfterGc)} after GC, live JS heap ${mb(leak.before.heapUsed)}; after the counted tasks ${mb(leak.after.rss)}, ${mb(leak.after.rssAfterGc)}, heap ${mb(leak.after.heapUsed)} (heap growth ${mb(leak.heapGrowth)}; ${formatNumber(leak.tasksPerSecond)} tasks/s run).${hookLeak ? ` adnanh/webhook (Go, no GC forced): ${mb(hookLeak.rssStart)} at start, ${mb(hookLeak.rssBefore)} after the warm-up, ${mb(hookLeak.rssAfter)} after the counted tasks.` : ''}`,
   ];
   return { rows, notes, summary: { idleCpu: idle.taskd.cpuPercentOfCore, idleRss: idle.taskd.rssBytes, growth: leak.growth } };

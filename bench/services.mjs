@@ -321,6 +321,21 @@ export function readRssBytes(pid) {
   return match ? Number(match[1]) * 1024 : NaN;
 }
 
+/** The direct children of a process (for aegir-taskd, its waiting start processes), from /proc. */
+export function childPids(pid) {
+  const children = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return children;
+}
+
 /** Lets a service settle (timers armed, start-up garbage collected) before it is measured. */
 export async function settle(ms = 2000) {
   await sleep(ms);
