@@ -1,12 +1,12 @@
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import pino from 'pino';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
+import { BatchedLogDestination } from './log-destination.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { Reconciler } from './reconciler.js';
@@ -77,11 +77,11 @@ class AccessLog extends LogController {
 /** Builds the service; it never listens (that is the entry point's job). */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
+  const logDestination = options.loggerInstance ? null : new BatchedLogDestination();
   const app = Fastify({
-    ...(options.loggerInstance
-      ? { loggerInstance: options.loggerInstance }
-      : // Asynchronous writes keep log I/O off the intake hot path; pino flushes what is buffered on exit.
-        { logger: { level: config.logLevel, redact: LOG_REDACT, stream: pino.destination({ dest: 1, sync: false }) } }),
+    ...(logDestination
+      ? { logger: { level: config.logLevel, redact: LOG_REDACT, stream: logDestination } }
+      : { loggerInstance: options.loggerInstance! }),
     bodyLimit: BODY_LIMIT,
     requestIdHeader: 'x-request-id',
     logController: new AccessLog(),
@@ -124,6 +124,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reconciler?.stop();
     scheduler.close();
     await frontend?.close();
+    logDestination?.close();
   });
 
   errorHandlerPlugin(app);
