@@ -9,7 +9,16 @@ const cheapCommand = JSON.stringify(['true', '{nid}']);
 /** CPU and RSS of running processes with their children, side by side over the same window so all see the same machine. */
 async function watchIdle(pids, seconds) {
   const trees = pids.map((pid) => [pid, ...childPids(pid)]);
-  const sum = (tree, read) => tree.reduce((total, pid) => total + read(pid), 0);
+  // A child that ended meanwhile counts for nothing.
+  const sum = (tree, read) =>
+    tree.reduce((total, pid) => {
+      try {
+        const value = read(pid);
+        return Number.isNaN(value) ? total : total + value;
+      } catch {
+        return total;
+      }
+    }, 0);
   const cpuBefore = trees.map((tree) => sum(tree, readCpuSeconds));
   const rssMax = trees.map((tree) => sum(tree, readRssBytes));
   const startedAt = performance.now();

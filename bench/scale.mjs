@@ -4,7 +4,7 @@ import { loadConfig } from '../dist/config.js';
 import { createMetrics } from '../dist/metrics.js';
 import { Scheduler } from '../dist/scheduler.js';
 import { runAutocannon, newNidPool } from './throughput.mjs';
-import { pauseQueue, readQueue, readRssBytes, settle, startTaskd } from './services.mjs';
+import { pauseQueue, readQueue, readTreeRssBytes, settle, startTaskd } from './services.mjs';
 import { median, sleep, waitUntil } from './stats.mjs';
 
 const TASKS_PER_LANE = 10;
@@ -23,14 +23,14 @@ export async function measureQueuedService({ workDir, secret, key, tasks }) {
   try {
     await pauseQueue(service);
     await settle(1000);
-    const rssIdle = readRssBytes(service.pid);
+    const rssIdle = readTreeRssBytes(service.pid);
     // Spare entries: autocannon builds a request or two per connection beyond the amount it sends.
     const pool = newNidPool(key, tasks + 64, 1, lanes);
     const run = await runAutocannon({ url: `${service.url}/v1/tasks`, pool, amount: tasks, pid: service.pid });
     const seconds = run.secondsToLastAnswer;
     const queue = await readQueue(service);
     await settle(2000);
-    return { tasks, lanes, seconds, perSecond: tasks / seconds, queued: queue.depth, laneCount: queue.laneCount, rssIdle, rss: readRssBytes(service.pid), statusCounts: run.statusCounts };
+    return { tasks, lanes, seconds, perSecond: tasks / seconds, queued: queue.depth, laneCount: queue.laneCount, rssIdle, rss: readTreeRssBytes(service.pid), statusCounts: run.statusCounts };
   } finally {
     await service.stop();
   }

@@ -316,7 +316,13 @@ export function readCpuSeconds(pid) {
 }
 
 export function readRssBytes(pid) {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  let status;
+  try {
+    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return NaN;
+  }
+  // A zombie (ended, not yet reaped) has no VmRSS line.
   const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
   return match ? Number(match[1]) * 1024 : NaN;
 }
@@ -334,6 +340,14 @@ export function childPids(pid) {
     }
   }
   return children;
+}
+
+/** RSS of a process and its direct children: aegir-taskd's waiting start processes are part of its cost. */
+export function readTreeRssBytes(pid) {
+  return [pid, ...childPids(pid)].reduce((total, member) => {
+    const rss = readRssBytes(member);
+    return Number.isNaN(rss) ? total : total + rss;
+  }, 0);
 }
 
 /** Lets a service settle (timers armed, start-up garbage collected) before it is measured. */
