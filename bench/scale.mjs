@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../dist/config.js';
+import { AegirStatus } from '../dist/frontend.js';
 import { createMetrics } from '../dist/metrics.js';
 import { Scheduler } from '../dist/scheduler.js';
 import { runAutocannon, newNidPool } from './throughput.mjs';
@@ -40,17 +41,34 @@ export async function measureQueuedService({ workDir, secret, key, tasks }) {
 
 const silentLog = { info() {}, warn() {}, error() {}, debug() {} };
 
+/**
+ * Stands in for Aegir: each task is confirmed queued just before it starts, which is its attempt's
+ * first await, so what is timed ends there, before any fork; after its run it reads as succeeded.
+ */
+function confirmingAegir() {
+  const confirmed = new Set();
+  return {
+    listQueue: async () => [],
+    getTask: async (nid) => {
+      const status = confirmed.has(nid) ? AegirStatus.success : AegirStatus.queued;
+      confirmed.add(nid);
+      return { nid, status };
+    },
+    close: async () => undefined,
+  };
+}
+
 function buildScheduler(logDir, concurrency) {
   const config = loadConfig({ TASKD_LOG_DIR: logDir, TASKD_COMMAND: JSON.stringify(['true', '{nid}']), TASKD_CONCURRENCY: String(concurrency) });
   let scheduler;
   const metrics = createMetrics(() => scheduler.stats(), false);
-  scheduler = new Scheduler({ config, env: process.env, metrics, log: silentLog });
+  scheduler = new Scheduler({ config, env: process.env, metrics, log: silentLog, frontend: confirmingAegir() });
   return scheduler;
 }
 
 /** The n-th task of a run: lanes round-robin, each task newer than the one before, as Aegir queues them. */
 function nthTask(n, lanes, changedBase) {
-  return { nid: n + 1, rid: 1 + (n % lanes), changed: changedBase + n, source: 'webhook', confirmedAt: Date.now() };
+  return { nid: n + 1, rid: 1 + (n % lanes), changed: changedBase + n, source: 'webhook', confirmedAt: null };
 }
 
 async function waitForNoneRunning(scheduler) {
@@ -59,7 +77,7 @@ async function waitForNoneRunning(scheduler) {
 
 /**
  * What resume() costs per task it starts, with `queued` tasks waiting: choosing the oldest ready lane
- * head and the synchronous start of its attempt (the child is spawned afterwards, outside the measurement).
+ * head and the synchronous start of its attempt, up to its first await (see buildScheduler).
  * Each round starts `batch` tasks and queues `batch` new ones, so the queue stays at its size.
  */
 async function measureSchedulerAt({ queued, batch, rounds, logDir }) {

@@ -72,7 +72,7 @@ export async function runAutocannon({ url, pool, seconds, amount, pid }) {
 }
 
 /** Enough requests for the run at a rate well above anything seen here; sized so a pool never runs dry in practice. */
-function poolSize(seconds, ceilingPerSecond = 25_000) {
+function poolSize(seconds, ceilingPerSecond = 80_000) {
   return Math.ceil(seconds * ceilingPerSecond);
 }
 

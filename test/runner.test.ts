@@ -149,10 +149,10 @@ describe('the start gate', () => {
   it('writes the run record, the pid and kernel start time, and the header, then becomes the command with stdin from /dev/null', async () => {
     const dir = await tempDir();
     const gate = spawnGate(dir, process.env);
-    gate.stdin.end(encodeGateTask({ nid: 7, header: 'the header', meta: '{"nid":7}', argv: ['/bin/sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)', ''] }));
+    gate.stdin.end(encodeGateTask({ nid: 7, header: 'the header', meta: '{"nid":7}', argv: ['/bin/sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)', '', '  lead and trail\t', 'back\\slash \\n', '*'] }));
     const started = await waitFor(() => readPidFile(pidFilePath(dir, 7)));
     expect((await gate).exitCode).toBe(0);
-    expect(await fs.readFile(logFilePath(dir, 7), 'utf8')).toBe(`the header\n${gate.pid}\n/dev/null\n[a b][$(nope)][]`);
+    expect(await fs.readFile(logFilePath(dir, 7), 'utf8')).toBe(`the header\n${gate.pid}\n/dev/null\n[a b][$(nope)][][  lead and trail\t][back\\slash \\n][*]`);
     expect(await fs.readFile(runFilePath(dir, 7), 'utf8')).toBe('{"nid":7}\n');
     expect(started.pid).toBe(gate.pid);
     expect(started.processStart).toMatch(/^\d+$/);
