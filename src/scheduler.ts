@@ -726,7 +726,8 @@ export class Scheduler {
   }
 
   async #runAttempt(task: Task, attempt: Attempt): Promise<void> {
-    if (this.#frontend && (task.confirmedAt === null || Date.now() - task.confirmedAt > this.#config.confirmMaxAgeMs)) {
+    // At 0 a confirmation is never fresh, even in the millisecond it arrived: every start asks Aegir first.
+    if (this.#frontend && (task.confirmedAt === null || Date.now() - task.confirmedAt >= this.#config.confirmMaxAgeMs)) {
       const verdict = await this.#confirmQueued(task);
       if (verdict !== null) {
         this.#finishAttempt(task, attempt.cancelRequested ? 'cancelled' : 'skipped', Date.now(), verdict);
