@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { TEST_SECRET, fixture, isProcessAlive, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
+import { ADMIN_TOKEN, TEST_SECRET, fixture, isProcessAlive, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
 import { cliPath, startService, type ServiceProcess } from './service-process.js';
 
 const running: ServiceProcess[] = [];
@@ -150,5 +150,31 @@ describe('aegir-taskd as a process', () => {
     await s.exited;
     await waitFor(async () => ((await processesWith('aegir-taskd-gate', dir)).length === 0 ? true : null), { timeoutMs: 5000, what: 'the waiting start processes to exit' });
     expect((await fs.readdir(dir)).filter((f) => f.endsWith('.pid'))).toEqual([]);
+  });
+
+  it('keeps the service secrets out of its warm start processes and of the tasks run in them', async () => {
+    const dir = await tempDir();
+    const s = await service({
+      TASKD_SECRET: TEST_SECRET,
+      TASKD_ADMIN_TOKEN: ADMIN_TOKEN,
+      TASKD_LOG_DIR: dir,
+      TASKD_COMMAND: JSON.stringify([fixture('print-env.sh'), '{nid}']),
+      KEEP_ME: 'yes',
+    });
+    const [waiting] = await waitFor(async () => {
+      const gates = await processesWith('aegir-taskd-gate', dir);
+      return gates.length === 1 ? gates : null;
+    }, { what: 'the warm start process' });
+    // What the waiting process holds is what the task will inherit through exec.
+    const environ = (await fs.readFile(`/proc/${waiting}/environ`, 'utf8')).split('\0');
+    expect(environ).toContain('KEEP_ME=yes');
+    expect(environ.filter((v) => /^TASKD_(SECRET|ADMIN_TOKEN)=/.test(v))).toEqual([]);
+    await postSigned(s.url, { nid: 78, rid: 1 });
+    const log = await waitFor(async () => {
+      const text = await fs.readFile(path.join(dir, '78.log'), 'utf8').catch(() => '');
+      return text.includes('KEEP_ME=yes') ? text : null;
+    }, { what: 'the task output' });
+    expect(log).not.toContain(TEST_SECRET.slice('whsec_'.length));
+    expect(log).not.toContain(ADMIN_TOKEN);
   });
 });
