@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { execa, type ResultPromise } from 'execa';
 
 /**
@@ -129,9 +130,9 @@ export class WarmGates {
         return;
       }
       this.#idle.add(gate);
-      // Idle gates do not keep a finished process alive.
+      // Idle gates do not keep a finished process alive (a pipe's stream is a net.Socket).
       gate.unref();
-      (gate.stdin as unknown as { unref?: () => void }).unref?.();
+      (gate.stdin as Socket).unref();
       void gate.then(() => this.#idle.delete(gate));
     }
   }
@@ -149,7 +150,7 @@ export class WarmGates {
     }
     if (taken) {
       taken.ref();
-      (taken.stdin as unknown as { ref?: () => void }).ref?.();
+      (taken.stdin as Socket).ref();
     }
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
