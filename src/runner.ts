@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SECRET_ENV_NAMES } from './config.js';
-import { encodeGateTask, GATE_FAILED, GATE_UNUSED, spawnGate, type WarmGates } from './start-gate.js';
+import { encodeGateTask, GATE_FAILED, spawnGate, type WarmGates } from './start-gate.js';
 
 export interface RunResult {
   exitCode: number | null;
@@ -265,19 +265,24 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
     clearTimeout(timer);
     if (stopping) await stopping;
     const endedAt = Date.now();
-    // The gate writes the pid file just before it execs: without one, the command never ran.
-    const gateFailed = (result.exitCode === GATE_FAILED || result.exitCode === GATE_UNUSED) && (await readPidFile(pidFile)) === null;
+    // The gate writes the pid file, with its own pid, just before it execs: without it the command
+    // never ran, whatever the exit code or signal (a gate killed before it read its task, a stale file
+    // of an earlier attempt with another pid).
+    const commandRan = pid !== null && (await readPidFile(pidFile))?.pid === pid;
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
     await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
     const spawnError = spawnFailed
       ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
-      : gateFailed
+      : !commandRan && !stopping
         ? result.exitCode === GATE_FAILED
           ? `the command did not start: its log and run files could not be written in ${spec.logDir}`
-          : 'the command did not start: its start gate ended before it was given the task'
+          : `the command did not start: its start gate ended (${result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`}) before it ran it`
         : null;
-    if (spawnError) await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`);
+    if (spawnError) {
+      // The log may be what could not be written; the outcome carries the message either way.
+      await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 }).catch(() => undefined);
+    }
     const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);
     return {
       exitCode: result.exitCode ?? null,

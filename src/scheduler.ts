@@ -792,8 +792,8 @@ export class Scheduler {
 
   async #settle(task: Task, attempt: Attempt, result: RunResult): Promise<void> {
     const endedAt = result.endedAt;
-    if (result.spawnError) return this.#finishAttempt(task, 'failed', endedAt, result.spawnError);
     if (attempt.cancelRequested) return this.#finishAttempt(task, 'cancelled', endedAt, 'stopped by an operator while running');
+    if (result.spawnError) return this.#finishAttempt(task, 'failed', endedAt, result.spawnError);
     if (result.timedOut) {
       return this.#finishAttempt(task, 'timed_out', endedAt, `killed after ${this.#config.taskTimeoutMs / 1000}s (TASKD_TASK_TIMEOUT)`);
     }

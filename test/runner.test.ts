@@ -183,8 +183,9 @@ describe('the start gate', () => {
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
-  it('refuses to encode a field with a line break, which would shift every field after it', () => {
+  it('refuses to encode a field with a line break, which would shift every field after it, or a NUL, which the shell drops', () => {
     expect(() => encodeGateTask({ nid: 1, header: 'h', meta: '{}', argv: ['/bin/echo', 'a\nb'] })).toThrow(TypeError);
+    expect(() => encodeGateTask({ nid: 1, header: 'h', meta: '{}', argv: ['/bin/echo', 'a\0b'] })).toThrow(TypeError);
   });
 });
 
@@ -212,19 +213,27 @@ describe('warm gates', () => {
     expect(gates.take()).toBeNull();
   });
 
-  it('skips a gate that died while waiting', async () => {
+  it('drops a gate that died while waiting, and skips one whose pipe is closed', async () => {
     const dir = await tempDir();
-    const gates = new WarmGates(1, () => spawnGate(dir, process.env));
+    const started: ReturnType<typeof spawnGate>[] = [];
+    const gates = new WarmGates(1, () => {
+      const gate = spawnGate(dir, process.env);
+      started.push(gate);
+      return gate;
+    });
     gates.fill();
-    const first = gates.take()!;
-    first.kill('SIGKILL');
-    await first;
-    await waitFor(() => gates.idle === 1 || null, { what: 'the replacement gate' });
-    const second = gates.take()!;
-    second.kill('SIGKILL');
+    const killed = started[0]!;
+    killed.kill('SIGKILL');
+    await killed;
+    expect(gates.idle).toBe(0);
+    gates.fill();
+    const broken = started[1]!;
+    // Its stdin can no longer be written: handing it a task would lose the task.
+    broken.stdin.destroy();
     expect(gates.take()).toBeNull();
     gates.close();
-    await second;
+    broken.kill('SIGKILL');
+    await broken;
   });
 
   it('closes waiting gates, which exit without running anything', async () => {
@@ -261,7 +270,39 @@ describe('startRun with warm gates', () => {
     dead.stdin.end();
     await dead;
     const result = await (await startRun(s, { take: () => dead } as unknown as WarmGates)).done;
-    expect(result.spawnError).toBe('the command did not start: its start gate ended before it was given the task');
+    expect(result.spawnError).toBe(`the command did not start: its start gate ended (exit code ${GATE_UNUSED}) before it ran it`);
+    expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
+  });
+
+  it('fails the attempt, not with the output of an earlier one, when the gate was killed just before it was handed the task', async () => {
+    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    await fs.writeFile(logFilePath(s.logDir, 42), '--- aegir-taskd: attempt started earlier\nwhat the earlier attempt printed\n');
+    const gate = spawnGate(s.logDir, childEnvironment(s.env));
+    await waitFor(() => readProcessStartTime(gate.pid!));
+    // Killed, and handed the task in the same turn: the service has not yet seen it die.
+    gate.kill('SIGKILL');
+    const result = await (await startRun(s, { take: () => gate } as unknown as WarmGates)).done;
+    expect(result).toMatchObject({ signal: 'SIGKILL', spawnError: 'the command did not start: its start gate ended (killed by SIGKILL) before it ran it' });
+    expect(result.output).toBe(result.spawnError);
+    expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
+  });
+
+  it('tells a gate that could not write its files from a command exiting 75, even beside a stale pid file', async () => {
+    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    await fs.writeFile(pidFilePath(s.logDir, 42), '1 1\n');
+    await fs.mkdir(runFilePath(s.logDir, 42));
+    const result = await (await startRun(s)).done;
+    expect(result.spawnError).toBe(`the command did not start: its log and run files could not be written in ${s.logDir}`);
+    expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
+    const ownExit = await (await startRun(await spec({ argvTemplate: ['sh', '-c', 'exit 75', 'x', '{nid}'] }))).done;
+    expect(ownExit).toMatchObject({ exitCode: 75, spawnError: null });
+  });
+
+  it('reports a log it cannot write as the reason the command did not start', async () => {
+    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    await fs.mkdir(logFilePath(s.logDir, 42));
+    const result = await (await startRun(s)).done;
+    expect(result.spawnError).toBe(`the command did not start: its log and run files could not be written in ${s.logDir}`);
     expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
   });
 });
