@@ -103,9 +103,9 @@ const commandSchema = z.string().transform((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: 'expected a non-empty JSON array of non-empty strings' });
     return z.NEVER;
   }
-  // Each argument reaches the start process as one line of its stdin.
-  if (argv.some((a: string) => /[\r\n]/.test(a))) {
-    ctx.addIssue({ code: 'custom', message: 'arguments must not contain line breaks' });
+  // Each argument reaches the start process as one line of its stdin, and the shell drops NUL bytes.
+  if (argv.some((a: string) => /[\r\n\0]/.test(a))) {
+    ctx.addIssue({ code: 'custom', message: 'arguments must not contain line breaks or NUL characters' });
     return z.NEVER;
   }
   // A typo such as {rid} would otherwise reach drush as a literal argument.
@@ -157,7 +157,7 @@ const configSchema = z.object({
     .transform((t) => (t === '' ? undefined : new Secret(t))),
   command: commandSchema,
   concurrency: integer(1, 1000),
-  warmStarts: integer(0, 1000),
+  warmStarts: integer(0, 64),
   taskTimeoutMs: seconds(0.01),
   killGraceMs: seconds(0),
   frontendUrl: urlSchema,

@@ -54,11 +54,20 @@ export type Gate = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'ign
 
 let serviceUmask: string | null = null;
 
-/** The umask the command must run with, read without changing it (process.umask() with no argument sets it twice). */
+/**
+ * The umask the command must run with (a unit's UMask=0027 keeps provision's backups and drushrc
+ * files private). Read from /proc without changing it; where the kernel does not show it there,
+ * process.umask() reads it once, at the price of setting it twice.
+ */
 function currentUmask(): string {
   if (serviceUmask === null) {
-    const line = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    serviceUmask = line ? line[1]! : '022';
+    let line: RegExpExecArray | null = null;
+    try {
+      line = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    } catch {
+      // No /proc here: asked below.
+    }
+    serviceUmask = line ? line[1]! : process.umask().toString(8).padStart(4, '0');
   }
   return serviceUmask;
 }
@@ -84,7 +93,8 @@ export function spawnGate(logDir: string, childEnv: NodeJS.ProcessEnv): Gate {
 /** What a gate reads from its stdin: one line per field, so no field may hold a line break. */
 export function encodeGateTask(task: GateTask): string {
   const fields = [String(task.nid), task.header, task.meta, String(task.argv.length), ...task.argv];
-  if (fields.some((field) => field.includes('\n'))) throw new TypeError('the command and its arguments must not contain line breaks');
+  // A line break would shift every field after it; the shell's read would silently drop a NUL.
+  if (fields.some((field) => /[\n\0]/.test(field))) throw new TypeError('the command and its arguments must not contain line breaks or NUL characters');
   return `${fields.join('\n')}\n`;
 }
 
