@@ -14,7 +14,8 @@ let flushOnExit = false;
  * never stall intake) and in batches. Each asynchronous write costs a hop through libuv's thread pool,
  * and under a burst of webhooks one write per access-log line cost several per cent of intake
  * throughput. Lines now wait at most LOG_BATCH_MS, or until LOG_BATCH_BYTES have gathered, and are
- * written together; an idle service arms no timer. On exit, whatever waits is written synchronously.
+ * written together; an idle service arms no timer. When the app closes, what waits and every later
+ * line go to the writer at once, in order; on exit, what still waits is written synchronously.
  */
 export class BatchedLogDestination {
   readonly #fd: number;
@@ -37,7 +38,7 @@ export class BatchedLogDestination {
   }
 
   write(line: string): boolean {
-    if (this.#closed) return this.#writeNow(line);
+    if (this.#closed) return this.#out.write(line);
     this.#pending.push(line);
     this.#pendingBytes += line.length;
     if (this.#pendingBytes >= LOG_BATCH_BYTES) this.#writeBatch();
@@ -60,7 +61,7 @@ export class BatchedLogDestination {
     if (batch !== null) this.#out.write(batch);
   }
 
-  /** Writes everything now, blocking: for exit paths, where no later turn of the event loop comes. */
+  /** Writes everything now, blocking: only for exit, where no later turn of the event loop comes. */
   flushSync(): void {
     try {
       this.#out.flushSync();
@@ -68,22 +69,29 @@ export class BatchedLogDestination {
       // The destination is not open yet or already closed; what waits here is still written below.
     }
     const batch = this.#takeBatch();
-    if (batch !== null) this.#writeNow(batch);
+    if (batch !== null) writeAllSync(this.#fd, batch);
   }
 
-  #writeNow(text: string): boolean {
-    try {
-      writeSync(this.#fd, text);
-    } catch {
-      // Standard output is gone: there is nowhere left to write to.
-    }
-    return true;
-  }
-
-  /** Writes what waits; the last lines of a closing service (after the app closed) are written at once. */
+  /** Hands what waits to the writer, and every later line at once: the last lines of a stopping service keep their order. */
   close(): void {
-    this.flushSync();
+    this.#writeBatch();
     this.#closed = true;
     open.delete(this);
+  }
+}
+
+/** Standard output may be a non-blocking pipe: a short write is resumed, and a full pipe waited on for up to a second. */
+export function writeAllSync(fd: number, text: string): void {
+  let rest = Buffer.from(text);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let waits = 0; rest.length > 0 && waits < 1000; ) {
+    try {
+      rest = rest.subarray(writeSync(fd, rest));
+    } catch (error) {
+      // Anything but a full pipe means there is nowhere left to write to.
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+      waits += 1;
+      Atomics.wait(pause, 0, 0, 1);
+    }
   }
 }

@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchedLogDestination, LOG_BATCH_MS } from '../src/log-destination.js';
+import { BatchedLogDestination, LOG_BATCH_MS, writeAllSync } from '../src/log-destination.js';
 import { tempDir, waitFor } from './helpers.js';
 
 async function logFile() {
@@ -55,12 +56,34 @@ describe('BatchedLogDestination', () => {
     destination.close();
   });
 
-  it('after close, writes each line at once, so the last words of a stopping service are kept', async () => {
+  it('after close, hands what waits and every later line to the writer at once, in order', async () => {
     const { file, fd } = await logFile();
     const destination = new BatchedLogDestination(fd);
-    destination.write(line(1));
+    const before = Array.from({ length: 200 }, (_, i) => line(i));
+    for (const text of before) destination.write(text);
     destination.close();
-    destination.write(line(2));
-    expect(fs.readFileSync(file, 'utf8')).toBe(line(1) + line(2));
+    const after = line(1000);
+    destination.write(after);
+    const expected = before.join('') + after;
+    await waitFor(() => (fs.readFileSync(file, 'utf8').length === expected.length ? true : null), { timeoutMs: 2000, what: 'every line' });
+    expect(fs.readFileSync(file, 'utf8')).toBe(expected);
+  });
+});
+
+describe('writeAllSync', () => {
+  it('writes everything to a full non-blocking pipe, waiting for the reader, where a single write would lose the rest', async () => {
+    // The reader starts draining only after 300 ms, long after the pipe is full, then counts what it got.
+    const drain = "setTimeout(() => { let n = 0; process.stdin.on('data', (c) => (n += c.length)); process.stdin.on('end', () => process.stdout.write(String(n))); }, 300)";
+    const reader = spawn(process.execPath, ['-e', drain], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let answer = '';
+    reader.stdout!.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    const fd = (reader.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+    expect(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')).toMatch(/^flags:\s+\d*[4-7]\d{3}$/m);
+    const text = 'x'.repeat(1024 * 1024);
+    writeAllSync(fd, text);
+    reader.stdin!.end();
+    await new Promise((resolve) => reader.on('close', resolve));
+    const received = Number(answer);
+    expect(received).toBe(text.length);
   });
 });
