@@ -35,7 +35,7 @@ import { measureBareFastify, measureTaskdDuplicates, measureTaskdNewNids, measur
 const quick = process.env.BENCH_QUICK === '1';
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
 
-/** Counts for a full run (about six minutes on 2 cores) and for a quick one (about a minute and a half). */
+/** Counts for a full run (about seven minutes on 2 cores) and for a quick one (about a minute and a half). */
 const plan = {
   latency: { count: quick ? 200 : 1000, warmup: quick ? 20 : 50, gapMs: 15, burstPerSecond: 100, floorCount: quick ? 100 : 300 },
   // Five rounds: the median of three moved by 5 % between runs on this 2-core machine.
