@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import { childPids, collectGarbage, readCpuSeconds, readRssBytes, settle, startTaskd, startWebhook, waitForIdleQueue, webhookHooks } from './services.mjs';
+import { collectGarbage, processTree, readCpuSeconds, readRssBytes, settle, startTaskd, startWebhook, sumOver, waitForIdleQueue, webhookHooks } from './services.mjs';
 import { hexSignedTask, signedTask } from './signing.mjs';
 import { sleep } from './stats.mjs';
 
@@ -8,30 +8,21 @@ const cheapCommand = JSON.stringify(['true', '{nid}']);
 
 /** CPU and RSS of running processes with their children, side by side over the same window so all see the same machine. */
 async function watchIdle(pids, seconds) {
-  const trees = pids.map((pid) => [pid, ...childPids(pid)]);
-  // A child that ended meanwhile counts for nothing.
-  const sum = (tree, read) =>
-    tree.reduce((total, pid) => {
-      try {
-        const value = read(pid);
-        return Number.isNaN(value) ? total : total + value;
-      } catch {
-        return total;
-      }
-    }, 0);
-  const cpuBefore = trees.map((tree) => sum(tree, readCpuSeconds));
-  const rssMax = trees.map((tree) => sum(tree, readRssBytes));
+  // The children are listed once: a start process that ends in the window stops counting.
+  const trees = pids.map(processTree);
+  const cpuBefore = trees.map((tree) => sumOver(tree, readCpuSeconds));
+  const rssMax = trees.map((tree) => sumOver(tree, readRssBytes));
   const startedAt = performance.now();
   for (let second = 0; second < seconds; second += 1) {
     await sleep(1000);
     trees.forEach((tree, i) => {
-      rssMax[i] = Math.max(rssMax[i], sum(tree, readRssBytes));
+      rssMax[i] = Math.max(rssMax[i], sumOver(tree, readRssBytes));
     });
   }
   const elapsed = (performance.now() - startedAt) / 1000;
   return trees.map((tree, i) => ({
-    cpuPercentOfCore: ((sum(tree, readCpuSeconds) - cpuBefore[i]) / elapsed) * 100,
-    rssBytes: sum(tree, readRssBytes),
+    cpuPercentOfCore: ((sumOver(tree, readCpuSeconds) - cpuBefore[i]) / elapsed) * 100,
+    rssBytes: sumOver(tree, readRssBytes),
     rssMaxBytes: rssMax[i],
     ownRssBytes: readRssBytes(tree[0]),
     children: tree.length - 1,

@@ -342,12 +342,25 @@ export function childPids(pid) {
   return children;
 }
 
-/** RSS of a process and its direct children: aegir-taskd's waiting start processes are part of its cost. */
-export function readTreeRssBytes(pid) {
-  return [pid, ...childPids(pid)].reduce((total, member) => {
-    const rss = readRssBytes(member);
-    return Number.isNaN(rss) ? total : total + rss;
+/** A process and its direct children: aegir-taskd's waiting start processes are part of its cost. */
+export function processTree(pid) {
+  return [pid, ...childPids(pid)];
+}
+
+/** The sum of one reading over processes; one that ended meanwhile counts for nothing. */
+export function sumOver(pids, read) {
+  return pids.reduce((total, pid) => {
+    try {
+      const value = read(pid);
+      return Number.isNaN(value) ? total : total + value;
+    } catch {
+      return total;
+    }
   }, 0);
+}
+
+export function readTreeRssBytes(pid) {
+  return sumOver(processTree(pid), readRssBytes);
 }
 
 /** Lets a service settle (timers armed, start-up garbage collected) before it is measured. */
