@@ -18,6 +18,23 @@ async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
   };
 }
 
+/** A run of record-run.sh, which notes in its own record file whether the command ran at all. */
+async function recordingSpec(): Promise<RunSpec> {
+  return spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+}
+
+/** Warm gates in a fresh folder that keep every gate they start, in order. */
+async function recordingGates(size: number) {
+  const dir = await tempDir();
+  const started: ReturnType<typeof spawnGate>[] = [];
+  const gates = new WarmGates(size, () => {
+    const gate = spawnGate(dir, process.env);
+    started.push(gate);
+    return gate;
+  });
+  return { gates, started };
+}
+
 describe('buildArgv', () => {
   it('replaces {nid} wherever it stands, and nothing else', () => {
     expect(buildArgv(['drush', '@hostmaster', 'hosting-task', '{nid}', '--task={nid}', '{rid}'], 7)).toEqual([
@@ -191,21 +208,16 @@ describe('the start gate', () => {
 
 describe('warm gates', () => {
   it('keeps at most its size waiting, replaces each one taken, and lets them go on close', async () => {
-    const dir = await tempDir();
-    let spawned = 0;
-    const gates = new WarmGates(2, () => {
-      spawned += 1;
-      return spawnGate(dir, process.env);
-    });
+    const { gates, started } = await recordingGates(2);
     gates.fill();
     gates.fill();
-    expect(spawned).toBe(2);
+    expect(started).toHaveLength(2);
     const taken = gates.take()!;
     expect(taken).not.toBeNull();
     taken.stdin.end(encodeGateTask({ nid: 3, header: 'h', meta: '{}', argv: ['/bin/true'] }));
     expect((await taken).exitCode).toBe(0);
     await waitFor(() => gates.idle === 2 || null, { what: 'the replacement gate' });
-    expect(spawned).toBe(3);
+    expect(started).toHaveLength(3);
     const idle = [gates.take()!, gates.take()!];
     gates.close();
     for (const gate of idle) gate.stdin.end();
@@ -214,13 +226,7 @@ describe('warm gates', () => {
   });
 
   it('drops a gate that died while waiting, and skips one whose pipe is closed', async () => {
-    const dir = await tempDir();
-    const started: ReturnType<typeof spawnGate>[] = [];
-    const gates = new WarmGates(1, () => {
-      const gate = spawnGate(dir, process.env);
-      started.push(gate);
-      return gate;
-    });
+    const { gates, started } = await recordingGates(1);
     gates.fill();
     const killed = started[0]!;
     killed.kill('SIGKILL');
@@ -237,13 +243,7 @@ describe('warm gates', () => {
   });
 
   it('closes waiting gates, which exit without running anything', async () => {
-    const dir = await tempDir();
-    const started: ReturnType<typeof spawnGate>[] = [];
-    const gates = new WarmGates(2, () => {
-      const gate = spawnGate(dir, process.env);
-      started.push(gate);
-      return gate;
-    });
+    const { gates, started } = await recordingGates(2);
     gates.fill();
     gates.close();
     expect((await Promise.all(started)).map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
@@ -265,7 +265,7 @@ describe('startRun with warm gates', () => {
   });
 
   it('fails the attempt with a clear message when the gate ends before it gets the task', async () => {
-    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    const s = await recordingSpec();
     const dead = spawnGate(s.logDir, childEnvironment(s.env));
     dead.stdin.end();
     await dead;
@@ -275,7 +275,7 @@ describe('startRun with warm gates', () => {
   });
 
   it('fails the attempt, not with the output of an earlier one, when the gate was killed just before it was handed the task', async () => {
-    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    const s = await recordingSpec();
     await fs.writeFile(logFilePath(s.logDir, 42), '--- aegir-taskd: attempt started earlier\nwhat the earlier attempt printed\n');
     const gate = spawnGate(s.logDir, childEnvironment(s.env));
     await waitFor(() => readProcessStartTime(gate.pid!));
@@ -288,7 +288,7 @@ describe('startRun with warm gates', () => {
   });
 
   it('tells a gate that could not write its files from a command exiting 75, even beside a stale pid file', async () => {
-    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    const s = await recordingSpec();
     await fs.writeFile(pidFilePath(s.logDir, 42), '1 1\n');
     await fs.mkdir(runFilePath(s.logDir, 42));
     const result = await (await startRun(s)).done;
@@ -299,7 +299,7 @@ describe('startRun with warm gates', () => {
   });
 
   it('reports a log it cannot write as the reason the command did not start', async () => {
-    const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'], env: { ...process.env, RECORD_FILE: path.join(await tempDir(), 'records') } });
+    const s = await recordingSpec();
     await fs.mkdir(logFilePath(s.logDir, 42));
     const result = await (await startRun(s)).done;
     expect(result.spawnError).toBe(`the command did not start: its log and run files could not be written in ${s.logDir}`);
