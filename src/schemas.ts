@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorCodes } from './errors.js';
-import { TASK_STATES } from './scheduler.js';
+import { TASK_STATES } from './task.js';
 
 const id32 = z.number().int().positive().max(4_294_967_295);
 
@@ -32,12 +32,17 @@ export const intakeAnswerSchema = z
 
 const isoTime = z.string().nullable();
 
+/** What names a task in Aegir, shared by every view of one. */
+const taskIdentity = {
+  nid: z.number().int(),
+  rid: z.number().int().nullable(),
+  type: z.string().nullable(),
+  vid: z.number().int().nullable(),
+};
+
 export const taskViewSchema = z
   .object({
-    nid: z.number().int(),
-    rid: z.number().int().nullable(),
-    type: z.string().nullable(),
-    vid: z.number().int().nullable(),
+    ...taskIdentity,
     changed: z.number().int().nullable(),
     lane: z.string().nullable().describe('rid:<rid>, or nid:<nid> for a task with a lane of its own; null while its rid is being looked up.'),
     state: taskStateSchema,
@@ -86,10 +91,7 @@ export const deleteQuerySchema = z.object({
 
 export const orphanSchema = z
   .object({
-    nid: z.number().int(),
-    rid: z.number().int().nullable(),
-    type: z.string().nullable(),
-    vid: z.number().int().nullable(),
+    ...taskIdentity,
     since: z.string(),
     reason: z.string(),
   })

@@ -45,23 +45,20 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  app.post(
-    '/v1/queue/pause',
-    { schema: { operationId: 'pauseQueue', summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
-    async () => {
-      scheduler.pause();
-      return { paused: true };
-    },
-  );
-
-  app.post(
-    '/v1/queue/resume',
-    { schema: { operationId: 'resumeQueue', summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
-    async () => {
-      scheduler.resume();
-      return { paused: false };
-    },
-  );
+  for (const { verb, operationId, summary, paused } of [
+    { verb: 'pause', operationId: 'pauseQueue', summary: 'Stop starting tasks (running ones go on)', paused: true },
+    { verb: 'resume', operationId: 'resumeQueue', summary: 'Start tasks again', paused: false },
+  ]) {
+    app.post(
+      `/v1/queue/${verb}`,
+      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+      async () => {
+        if (paused) scheduler.pause();
+        else scheduler.resume();
+        return { paused };
+      },
+    );
+  }
 
   app.post(
     '/v1/reconcile',
