@@ -31,6 +31,11 @@ export class FrontendError extends Error {
   }
 }
 
+/** The kind a failed call to the frontend is counted under; anything but a FrontendError is a bug. */
+export function frontendErrorKind(error: unknown): FrontendErrorKind | 'unexpected' {
+  return error instanceof FrontendError ? error.kind : 'unexpected';
+}
+
 /** What the scheduler and the reconciler need from Aegir. */
 export interface Frontend {
   listQueue(): Promise<AegirTask[]>;

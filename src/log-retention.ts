@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from './scheduler.js';
+import type { Logger } from './task.js';
 
 const DAY = 86_400_000;
 

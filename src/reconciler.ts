@@ -1,18 +1,127 @@
-import type { Frontend } from './frontend.js';
-import { FrontendError } from './frontend.js';
+import { AegirStatus, frontendErrorKind, type AegirTask, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
-import type { Logger, ReconcileReport, Scheduler } from './scheduler.js';
+import { endStateFromAegir, type Logger, type Task, type TaskSubmission } from './task.js';
+import type { TaskRegistry } from './task-registry.js';
+
+export interface ReconcileReport {
+  listed: number;
+  queued: number[];
+  cancelled: number[];
+  orphans: number[];
+  lanesLearned: number[];
+}
 
 export interface ReconcileAnswer extends ReconcileReport {
   corrected: number[];
 }
 
+/** What the reconciler asks of the scheduler. */
+export interface ReconcileTarget {
+  reconcile(listing: AegirTask[], requestedAt: number): ReconcileReport;
+  unconfirmedOutcomes(): number[];
+  correctOutcome(nid: number, aegir: AegirTask | null): void;
+}
+
+/** The scheduler's own operations that applying a listing uses. */
+export interface ListingTarget {
+  registry: TaskRegistry;
+  log: Logger;
+  submit(input: TaskSubmission, now: number): { task: Task; duplicate: boolean };
+  learnLane(task: Task, rid: number): void;
+  dropQueued(task: Task, reason: string): void;
+}
+
 export interface ReconcilerOptions {
   frontend: Frontend;
-  scheduler: Scheduler;
+  scheduler: ReconcileTarget;
   metrics: Metrics;
   log: Logger;
   intervalMs: number;
+}
+
+/**
+ * Converges on Aegir's listing of queued and processing tasks, taken at `requestedAt`.
+ * Anything received or ended after that moment is newer than the listing and left alone.
+ */
+export function applyListing(target: ListingTarget, listing: AegirTask[], requestedAt: number): ReconcileReport {
+  const { registry, log } = target;
+  const report: ReconcileReport = { listed: listing.length, queued: [], cancelled: [], orphans: [], lanesLearned: [] };
+  const queuedInAegir = new Set<number>();
+  const processingInAegir = new Set<number>();
+  for (const item of listing) {
+    if (item.status === AegirStatus.queued) {
+      queuedInAegir.add(item.nid);
+      const active = registry.active(item.nid);
+      if (active) {
+        if (active.state === 'queued') active.confirmedAt = Math.max(active.confirmedAt ?? 0, requestedAt);
+        if (active.lane === null && item.rid) {
+          target.learnLane(active, item.rid);
+          report.lanesLearned.push(item.nid);
+        }
+        continue;
+      }
+      const ended = registry.ended(item.nid);
+      if (ended && (ended.endedAt ?? 0) >= requestedAt) continue;
+      const { duplicate } = target.submit(
+        { nid: item.nid, rid: item.rid ?? null, type: item.type ?? null, vid: item.vid ?? null, changed: item.changed ?? null, source: 'reconcile', confirmedAt: requestedAt },
+        requestedAt,
+      );
+      if (!duplicate) report.queued.push(item.nid);
+    } else if (item.status === AegirStatus.processing) {
+      processingInAegir.add(item.nid);
+      const active = registry.active(item.nid);
+      if (active && active.state === 'running') continue;
+      if (!registry.orphans.has(item.nid)) {
+        registry.orphans.set(item.nid, {
+          nid: item.nid,
+          rid: item.rid ?? null,
+          type: item.type ?? null,
+          vid: item.vid ?? null,
+          since: requestedAt,
+          reason: 'Aegir shows it processing and no child of this service runs it',
+        });
+        log.warn({ nid: item.nid, rid: item.rid }, 'orphaned task: Aegir shows it processing with no child here');
+      }
+      report.orphans.push(item.nid);
+    }
+  }
+  for (const nid of [...registry.orphans.keys()]) if (!processingInAegir.has(nid)) registry.orphans.delete(nid);
+  for (const task of [...registry.activeTasks()]) {
+    if (task.state !== 'queued' || queuedInAegir.has(task.nid) || task.receivedAt >= requestedAt) continue;
+    if ((task.confirmedAt ?? 0) >= requestedAt) continue;
+    target.dropQueued(task, 'Aegir no longer has it queued');
+    report.cancelled.push(task.nid);
+  }
+  return report;
+}
+
+/** Ended tasks whose Aegir outcome could not be read; a reconcile looks them up again. */
+export function unconfirmedOutcomes(registry: TaskRegistry, limit = 50): number[] {
+  const out: number[] = [];
+  for (const t of registry.endedOldestFirst()) {
+    if (t.outcomeConfirmed === false) out.push(t.nid);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+/** Takes Aegir's word for an ended task whose outcome was unconfirmed. */
+export function correctOutcome(registry: TaskRegistry, log: Logger, nid: number, aegir: AegirTask | null): void {
+  const task = registry.ended(nid);
+  if (!task || task.outcomeConfirmed !== false) return;
+  if (aegir === null) {
+    task.outcomeConfirmed = true;
+    task.message = 'Aegir no longer has this task';
+    return;
+  }
+  const state = endStateFromAegir(aegir.status);
+  if (state === null) return;
+  task.aegirStatus = aegir.status;
+  task.outcomeConfirmed = true;
+  if (state !== task.state) {
+    log.info({ nid, from: task.state, to: state }, 'outcome corrected from Aegir');
+    task.state = state;
+  }
 }
 
 /**
@@ -90,7 +199,7 @@ export class Reconciler {
       this.consecutiveFailures += 1;
       this.lastError = (error as Error).message;
       metrics.reconcileRuns.inc({ result: 'error' });
-      metrics.frontendErrors.inc({ operation: 'reconcile', kind: error instanceof FrontendError ? error.kind : 'unexpected' });
+      metrics.frontendErrors.inc({ operation: 'reconcile', kind: frontendErrorKind(error) });
       log.warn({ err: this.lastError, failures: this.consecutiveFailures }, 'reconcile failed');
       throw error;
     }

@@ -5,7 +5,7 @@ import { TaskdError } from '../errors.js';
 import { followLog } from '../log-stream.js';
 import { authorizeOperator } from '../plugins/auth.js';
 import { logFilePath, readTail } from '../runner.js';
-import type { Task } from '../scheduler.js';
+import type { Task } from '../task.js';
 import {
   deleteAnswerSchema,
   deleteQuerySchema,

@@ -1,0 +1,171 @@
+import type { Config } from './config.js';
+import { AegirStatus, frontendErrorKind, type Frontend } from './frontend.js';
+import type { Metrics } from './metrics.js';
+import { startRun, type RunResult, type StartedRun } from './runner.js';
+import type { WarmGates } from './start-gate.js';
+import { endStateFromAegir, type EndState, type Logger, type Orphan, type Task } from './task.js';
+
+export type AttemptConfig = Pick<Config, 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'confirmMaxAgeMs'>;
+
+export interface AttemptContext {
+  config: AttemptConfig;
+  env: NodeJS.ProcessEnv;
+  warmGates: WarmGates;
+  frontend: Frontend | undefined;
+  metrics: Metrics;
+  log: Logger;
+  /** Delays before the 2nd, 3rd… attempt of a task Aegir still shows queued after a run; its length + 1 is the number of attempts. */
+  retryDelaysMs: readonly number[];
+}
+
+/** How an attempt ended: the task ends (with an orphan to report, when Aegir still shows it processing), or runs again later. */
+export type AttemptVerdict =
+  | { kind: 'end'; state: EndState; endedAt: number; message: string | null; orphan?: Orphan }
+  | { kind: 'retry'; delayMs: number };
+
+export type Outcome = { state: EndState | 'retry' | null; message: string | null; orphan?: Orphan };
+
+const REFUSAL = /This task is (not queued|already running)/i;
+
+const end = (state: EndState, endedAt: number, message: string | null): AttemptVerdict => ({ kind: 'end', state, endedAt, message });
+
+export function countFrontendError(metrics: Metrics, operation: string, error: unknown): void {
+  metrics.frontendErrors.inc({ operation, kind: frontendErrorKind(error) });
+}
+
+/**
+ * One attempt's life: confirm with Aegir that the task is still queued, start it through the
+ * runner, wait for it, read its outcome from Aegir and decide what follows. The only place that
+ * talks to the runner and to the frontend about one task; the scheduler applies the verdict.
+ */
+export class Attempt {
+  run: StartedRun | null = null;
+  cancelRequested = false;
+
+  constructor(
+    readonly task: Task,
+    private readonly ctx: AttemptContext,
+  ) {}
+
+  /** Asks the attempt to end: it does not start, or its process group is stopped. */
+  stop(): void {
+    this.cancelRequested = true;
+    this.run?.stop();
+  }
+
+  async settle(): Promise<AttemptVerdict> {
+    const { task, ctx } = this;
+    // At 0 a confirmation is never fresh, even in the millisecond it arrived: every start asks Aegir first.
+    if (ctx.frontend && (task.confirmedAt === null || Date.now() - task.confirmedAt >= ctx.config.confirmMaxAgeMs)) {
+      const refusal = await this.#confirmQueued(ctx.frontend);
+      if (refusal !== null) return end(this.cancelRequested ? 'cancelled' : 'skipped', Date.now(), refusal);
+    }
+    if (this.cancelRequested) return end('cancelled', Date.now(), 'removed by an operator before it started');
+    task.attempts += 1;
+    let run: StartedRun;
+    try {
+      run = await startRun(
+        {
+          nid: task.nid,
+          argvTemplate: ctx.config.command,
+          logDir: ctx.config.logDir,
+          timeoutMs: ctx.config.taskTimeoutMs,
+          killGraceMs: ctx.config.killGraceMs,
+          env: ctx.env,
+          meta: { rid: task.rid, lane: task.lane, type: task.type, vid: task.vid, changed: task.changed, receivedAt: task.receivedAt, attempts: task.attempts },
+        },
+        ctx.warmGates,
+      );
+    } catch (error) {
+      return end('failed', Date.now(), `could not prepare the run: ${(error as Error).message}`);
+    }
+    this.run = run;
+    task.pid = run.pid;
+    task.startedAt = run.startedAt;
+    // A command that could not start has no process: it ends as failed without counting as a start.
+    if (run.pid !== null) {
+      ctx.metrics.tasksStarted.inc();
+      if (task.attempts === 1) ctx.metrics.queueToStart.observe(Math.max(0, run.startedAt - task.receivedAt) / 1000);
+      ctx.log.info({ nid: task.nid, lane: task.lane, pid: run.pid, attempt: task.attempts }, 'task started');
+    }
+    if (this.cancelRequested) run.stop();
+    const result = await run.done;
+    task.pid = null;
+    task.exitCode = result.exitCode;
+    task.signal = result.signal;
+    ctx.metrics.runDuration.observe((result.endedAt - result.startedAt) / 1000);
+    return this.#judge(result);
+  }
+
+  /** Null when the task may start, or why it must not. An unreachable frontend lets it start: hosting-task refuses a task that is not queued. */
+  async #confirmQueued(frontend: Frontend): Promise<string | null> {
+    const { task, ctx } = this;
+    try {
+      const aegir = await frontend.getTask(task.nid);
+      if (aegir === null) return 'Aegir has no such task';
+      if (aegir.status !== AegirStatus.queued) return `Aegir no longer has it queued (status ${aegir.status})`;
+      task.confirmedAt = Date.now();
+      return null;
+    } catch (error) {
+      countFrontendError(ctx.metrics, 'confirm', error);
+      ctx.log.warn({ nid: task.nid, err: (error as Error).message }, 'could not confirm the task is queued; starting it anyway');
+      return null;
+    }
+  }
+
+  async #judge(result: RunResult): Promise<AttemptVerdict> {
+    const { task, ctx } = this;
+    const endedAt = result.endedAt;
+    if (this.cancelRequested) return end('cancelled', endedAt, 'stopped by an operator while running');
+    if (result.spawnError) return end('failed', endedAt, result.spawnError);
+    if (result.timedOut) return end('timed_out', endedAt, `killed after ${ctx.config.taskTimeoutMs / 1000}s (TASKD_TASK_TIMEOUT)`);
+    if (result.exitCode === 1 && REFUSAL.test(result.output)) {
+      return end('skipped', endedAt, `hosting-task refused it: ${result.output.match(REFUSAL)![0]}`);
+    }
+    const byExitCode: EndState = result.exitCode === 0 ? 'succeeded' : 'failed';
+    const exitMessage = result.exitCode === 0 ? null : result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
+    if (!ctx.frontend) return end(byExitCode, endedAt, exitMessage);
+    const outcome = await readOutcome(task, ctx.frontend, ctx.metrics);
+    if (outcome.state === null) {
+      task.outcomeConfirmed = false;
+      return end(byExitCode, endedAt, `outcome not confirmed by Aegir (${outcome.message}); a later reconcile corrects it`);
+    }
+    task.outcomeConfirmed = true;
+    if (outcome.state !== 'retry') return { ...end(outcome.state, endedAt, outcome.message ?? exitMessage), ...(outcome.orphan && { orphan: outcome.orphan }) };
+    const delayMs = ctx.retryDelaysMs[task.attempts - 1];
+    if (delayMs === undefined) {
+      return end('stuck', endedAt, `still queued in Aegir after ${task.attempts} runs; it runs again once Aegir shows a new revision`);
+    }
+    return { kind: 'retry', delayMs };
+  }
+}
+
+/** Reads what Aegir made of a run: its final status, still queued (run it again), or still processing (an orphan). */
+export async function readOutcome(task: Task, frontend: Frontend, metrics: Metrics): Promise<Outcome> {
+  try {
+    const aegir = await frontend.getTask(task.nid);
+    if (aegir === null) return { state: 'failed', message: 'Aegir no longer has this task' };
+    task.aegirStatus = aegir.status;
+    if (aegir.status === AegirStatus.queued) {
+      task.vid = aegir.vid ?? task.vid;
+      task.changed = aegir.changed ?? task.changed;
+      task.confirmedAt = Date.now();
+      return { state: 'retry', message: null };
+    }
+    if (aegir.status === AegirStatus.processing) {
+      const orphan: Orphan = {
+        nid: task.nid,
+        rid: task.rid,
+        type: task.type,
+        vid: aegir.vid ?? task.vid,
+        since: Date.now(),
+        reason: 'the child exited but Aegir still shows it processing',
+      };
+      return { state: 'failed', message: 'the child exited but Aegir still shows it processing (orphan)', orphan };
+    }
+    return { state: endStateFromAegir(aegir.status), message: null };
+  } catch (error) {
+    countFrontendError(metrics, 'outcome', error);
+    return { state: null, message: (error as Error).message };
+  }
+}

@@ -1,0 +1,87 @@
+import { AegirStatus } from './frontend.js';
+
+export const TASK_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+export type EndState = Exclude<TaskState, 'queued' | 'running'>;
+export type TaskSource = 'webhook' | 'operator' | 'reconcile' | 'adopted';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface TaskSubmission {
+  nid: number;
+  rid?: number | null | undefined;
+  type?: string | null | undefined;
+  vid?: number | null | undefined;
+  changed?: number | null | undefined;
+  source: Exclude<TaskSource, 'adopted'>;
+  /** When Aegir last said this task is queued (a signed webhook or a reconcile listing); null when unknown. */
+  confirmedAt: number | null;
+}
+
+export interface Task {
+  nid: number;
+  rid: number | null;
+  type: string | null;
+  vid: number | null;
+  changed: number | null;
+  lane: string | null;
+  state: TaskState;
+  source: TaskSource;
+  receivedAt: number;
+  confirmedAt: number | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  attempts: number;
+  exitCode: number | null;
+  signal: string | null;
+  aegirStatus: number | null;
+  outcomeConfirmed: boolean | null;
+  message: string | null;
+  pid: number | null;
+  /** Ordering within a lane and across lane heads: Aegir's changed time, else the time received (seconds). */
+  orderKey: number;
+}
+
+export interface Orphan {
+  nid: number;
+  rid: number | null;
+  type: string | null;
+  vid: number | null;
+  since: number;
+  reason: string;
+}
+
+/** What a task is made from; every field not named starts empty. */
+export type TaskFields = Pick<Task, 'nid' | 'rid' | 'type' | 'vid' | 'changed' | 'lane' | 'state' | 'source' | 'receivedAt' | 'confirmedAt'> &
+  Partial<Pick<Task, 'startedAt' | 'attempts' | 'message' | 'pid'>>;
+
+export function newTask(fields: TaskFields, now: number): Task {
+  return {
+    startedAt: null,
+    endedAt: null,
+    attempts: 0,
+    exitCode: null,
+    signal: null,
+    aegirStatus: null,
+    outcomeConfirmed: null,
+    message: null,
+    pid: null,
+    orderKey: fields.changed ?? now / 1000,
+    ...fields,
+  };
+}
+
+/** Oldest first: Aegir's changed time (or the time received), then nid. */
+export const runsBefore = (a: Task, b: Task): boolean => a.orderKey < b.orderKey || (a.orderKey === b.orderKey && a.nid < b.nid);
+
+export function endStateFromAegir(status: number): EndState | null {
+  if (status === AegirStatus.success) return 'succeeded';
+  if (status === AegirStatus.warning) return 'warning';
+  if (status === AegirStatus.error) return 'failed';
+  return null;
+}
