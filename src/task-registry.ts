@@ -6,23 +6,32 @@ interface StuckMark {
 }
 
 /**
- * Which tasks the service knows: the active ones (queued or running, one per nid), the running
- * ones among them (what the concurrency limit counts), the bounded history of ended ones, the
+ * Which tasks the service knows: the active ones (queued, starting or running; one per nid), those
+ * among them that hold a concurrency slot, the bounded history of ended ones, the
  * memory of stuck tasks and the orphans Aegir reported. It decides nothing about scheduling.
  */
 export class TaskRegistry {
   readonly #active = new Map<number, Task>();
-  /** Tasks running now (including adopted ones). */
-  readonly running = new Set<Task>();
+  /** Tasks holding a concurrency slot: starting or running (adopted ones included). */
+  readonly slots = new Set<Task>();
   readonly #history = new Map<number, Task>();
+  /** The history in the order tasks ended, so it can be read newest first without a copy. */
+  #order: Task[] = [];
+  #orderStart = 0;
   readonly #stuck = new Map<number, StuckMark>();
   readonly orphans = new Map<number, Orphan>();
 
   constructor(private readonly historySize: number) {}
 
-  /** Queued (awaiting its lane, waiting in it, or waiting for a retry) and not running. */
+  /** Queued: awaiting its lane, waiting in it, or waiting for a retry. */
   get queuedCount(): number {
-    return this.#active.size - this.running.size;
+    return this.#active.size - this.slots.size;
+  }
+
+  countIn(state: 'starting' | 'running'): number {
+    let n = 0;
+    for (const t of this.slots) if (t.state === state) n += 1;
+    return n;
   }
 
   active(nid: number): Task | undefined {
@@ -58,20 +67,35 @@ export class TaskRegistry {
 
   /** Moves an active task to the history, dropping the oldest ended task beyond the bound. */
   retire(task: Task): void {
-    this.running.delete(task);
+    this.slots.delete(task);
+    if (this.#active.get(task.nid) !== task) return;
     this.#active.delete(task.nid);
     this.#history.set(task.nid, task);
-    while (this.#history.size > this.historySize) this.#history.delete(this.#history.keys().next().value!);
+    this.#order.push(task);
+    while (this.#history.size > this.historySize) {
+      const oldest = this.#order[this.#orderStart++]!;
+      if (this.#history.get(oldest.nid) === oldest) this.#history.delete(oldest.nid);
+    }
+    // Entries of tasks that left the history (queued again) are skipped lazily and compacted away.
+    if (this.#orderStart > this.historySize || this.#order.length - this.#orderStart > 2 * this.historySize + 64) {
+      this.#order = this.#order.slice(this.#orderStart).filter((t) => this.#history.get(t.nid) === t);
+      this.#orderStart = 0;
+    }
   }
 
-  /** Ended tasks, newest first. */
+  /** Ended tasks, newest first, without copying the history. */
   *history(): Generator<Task> {
-    const ended = [...this.#history.values()];
-    for (let i = ended.length - 1; i >= 0; i -= 1) yield ended[i]!;
+    for (let i = this.#order.length - 1; i >= this.#orderStart; i -= 1) {
+      const t = this.#order[i]!;
+      if (this.#history.get(t.nid) === t) yield t;
+    }
   }
 
-  *endedOldestFirst(): IterableIterator<Task> {
-    yield* this.#history.values();
+  *endedOldestFirst(): Generator<Task> {
+    for (let i = this.#orderStart; i < this.#order.length; i += 1) {
+      const t = this.#order[i]!;
+      if (this.#history.get(t.nid) === t) yield t;
+    }
   }
 
   markStuck(task: Task): void {
@@ -101,9 +125,9 @@ export class TaskRegistry {
         if (state === undefined || t.state === state) out.push(t);
       }
     };
-    if (state === undefined || state === 'running') take(this.running);
+    if (state === undefined || state === 'running' || state === 'starting') take(this.slots);
     if (state === undefined || state === 'queued') take(this.queuedTasks());
-    if (state !== 'running' && state !== 'queued') take(this.history());
+    if (state !== 'running' && state !== 'starting' && state !== 'queued') take(this.history());
     return out;
   }
 }

@@ -11,13 +11,13 @@ describe('TaskRegistry', () => {
     const [a, b] = [task(1), task(2)];
     r.activate(a);
     r.activate(b);
-    r.running.add(a);
+    r.slots.add(a);
     a.state = 'running';
     expect(r.queuedCount).toBe(1);
     expect(r.isCurrent(a)).toBe(true);
     expect(r.isCurrent(task(1))).toBe(false);
     r.retire(a);
-    expect(r.running.size).toBe(0);
+    expect(r.slots.size).toBe(0);
     expect(r.active(1)).toBeUndefined();
     expect(r.ended(1)).toBe(a);
   });
@@ -42,7 +42,7 @@ describe('TaskRegistry', () => {
       r.retire(t);
     }
     r.activate(run);
-    r.running.add(run);
+    r.slots.add(run);
     r.activate(queued);
     expect(r.list(undefined, 10).map((t) => t.nid)).toEqual([1, 2, 4, 3]);
     expect(r.list(undefined, 2).map((t) => t.nid)).toEqual([1, 2]);
@@ -60,5 +60,32 @@ describe('TaskRegistry', () => {
     expect(r.stuckFor({ nid: 7, vid: 71, source: 'webhook', confirmedAt: null })).toBeUndefined();
     r.forgetStuck(7);
     expect(r.stuckFor({ nid: 7, source: 'webhook', confirmedAt: null })).toBeUndefined();
+  });
+
+  it('reads the history newest first without the copies of nids that were queued again', () => {
+    const r = new TaskRegistry(3);
+    const end = (t: Task) => {
+      r.activate(t);
+      r.retire(t);
+      return t;
+    };
+    const first = end(task(1));
+    end(task(2));
+    const again = end(task(1));
+    expect([...r.history()].map((t) => t.nid)).toEqual([1, 2]);
+    expect(r.ended(1)).toBe(again);
+    expect([...r.endedOldestFirst()]).not.toContain(first);
+    for (let nid = 10; nid < 200; nid += 1) end(task(nid));
+    expect([...r.history()].map((t) => t.nid)).toEqual([199, 198, 197]);
+    expect(r.get(1)).toBeUndefined();
+  });
+
+  it('retires only the task it holds for a nid, never one that replaced it', () => {
+    const r = new TaskRegistry(3);
+    const [old, current] = [task(5), task(5)];
+    r.activate(current);
+    r.retire(old);
+    expect(r.active(5)).toBe(current);
+    expect(r.ended(5)).toBeUndefined();
   });
 });
