@@ -190,7 +190,7 @@ export async function waitForIdleQueue(service, timeoutMs) {
   return waitUntil(
     async () => {
       const queue = await readQueue(service);
-      return queue.depth === 0 && queue.running === 0 ? queue : null;
+      return queue.depth === 0 && queue.starting === 0 && queue.running === 0 ? queue : null;
     },
     { timeoutMs, intervalMs: 100, what: `${service.name} to run every queued task` },
   );

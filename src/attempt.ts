@@ -3,7 +3,7 @@ import { AegirStatus, frontendErrorKind, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { startRun, type RunResult, type StartedRun } from './runner.js';
 import type { WarmGates } from './start-gate.js';
-import { endStateFromAegir, type EndState, type Logger, type Orphan, type Task } from './task.js';
+import { endStateFromAegir, laneKeyFor, type EndState, type Logger, type Orphan, type Task } from './task.js';
 
 export type AttemptConfig = Pick<Config, 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'confirmMaxAgeMs'>;
 
@@ -16,12 +16,20 @@ export interface AttemptContext {
   log: Logger;
   /** Delays before the 2nd, 3rd… attempt of a task Aegir still shows queued after a run; its length + 1 is the number of attempts. */
   retryDelaysMs: readonly number[];
+  /** True once the service is closing: from then on nothing starts. */
+  closing(): boolean;
 }
 
-/** How an attempt ended: the task ends (with an orphan to report, when Aegir still shows it processing), or runs again later. */
+/**
+ * How an attempt ended: the task ends (with an orphan to report when Aegir still shows it
+ * processing); runs again later; goes back to its lane unstarted because the service is closing;
+ * or moves to the lane of the rid Aegir gave it, unstarted, so two tasks of one site never run at once.
+ */
 export type AttemptVerdict =
   | { kind: 'end'; state: EndState; endedAt: number; message: string | null; orphan?: Orphan }
-  | { kind: 'retry'; delayMs: number };
+  | { kind: 'retry'; delayMs: number }
+  | { kind: 'unstarted' }
+  | { kind: 'move'; rid: number | null };
 
 export type Outcome = { state: EndState | 'retry' | null; message: string | null; orphan?: Orphan };
 
@@ -57,10 +65,15 @@ export class Attempt {
     const { task, ctx } = this;
     // At 0 a confirmation is never fresh, even in the millisecond it arrived: every start asks Aegir first.
     if (ctx.frontend && (task.confirmedAt === null || Date.now() - task.confirmedAt >= ctx.config.confirmMaxAgeMs)) {
-      const refusal = await this.#confirmQueued(ctx.frontend);
-      if (refusal !== null) return end(this.cancelRequested ? 'cancelled' : 'skipped', Date.now(), refusal);
+      const confirmation = await this.#confirmQueued(ctx.frontend);
+      if (confirmation.refusal !== null) return end(this.cancelRequested ? 'cancelled' : 'skipped', Date.now(), confirmation.refusal);
+      // With a frontend the lane is Aegir's rid, whatever the intake said.
+      if (confirmation.rid !== undefined && laneKeyFor(confirmation.rid, task.nid) !== task.lane && !this.cancelRequested) {
+        return { kind: 'move', rid: confirmation.rid };
+      }
     }
     if (this.cancelRequested) return end('cancelled', Date.now(), 'removed by an operator before it started');
+    if (ctx.closing()) return { kind: 'unstarted' };
     task.attempts += 1;
     let run: StartedRun;
     try {
@@ -73,6 +86,12 @@ export class Attempt {
           killGraceMs: ctx.config.killGraceMs,
           env: ctx.env,
           meta: { rid: task.rid, lane: task.lane, type: task.type, vid: task.vid, changed: task.changed, receivedAt: task.receivedAt, attempts: task.attempts },
+          // Called as the process is handed its task, before startRun resolves: only then is the task running.
+          onStarted: (pid, startedAt) => {
+            task.state = 'running';
+            task.pid = pid;
+            task.startedAt = startedAt;
+          },
         },
         ctx.warmGates,
       );
@@ -80,7 +99,6 @@ export class Attempt {
       return end('failed', Date.now(), `could not prepare the run: ${(error as Error).message}`);
     }
     this.run = run;
-    task.pid = run.pid;
     task.startedAt = run.startedAt;
     // A command that could not start has no process: it ends as failed without counting as a start.
     if (run.pid !== null) {
@@ -97,19 +115,23 @@ export class Attempt {
     return this.#judge(result);
   }
 
-  /** Null when the task may start, or why it must not. An unreachable frontend lets it start: hosting-task refuses a task that is not queued. */
-  async #confirmQueued(frontend: Frontend): Promise<string | null> {
+  /**
+   * Why the task must not start (refusal), or null with Aegir's rid for it (undefined when Aegir could
+   * not be asked). An unreachable frontend lets it start: hosting-task refuses a task that is not queued.
+   */
+  async #confirmQueued(frontend: Frontend): Promise<{ refusal: string | null; rid?: number | null }> {
     const { task, ctx } = this;
     try {
       const aegir = await frontend.getTask(task.nid);
-      if (aegir === null) return 'Aegir has no such task';
-      if (aegir.status !== AegirStatus.queued) return `Aegir no longer has it queued (status ${aegir.status})`;
+      if (aegir === null) return { refusal: 'Aegir has no such task' };
+      if (aegir.status !== AegirStatus.queued) return { refusal: `Aegir no longer has it queued (status ${aegir.status})` };
       task.confirmedAt = Date.now();
-      return null;
+      task.vid = aegir.vid ?? task.vid;
+      return { refusal: null, rid: aegir.rid || null };
     } catch (error) {
       countFrontendError(ctx.metrics, 'confirm', error);
       ctx.log.warn({ nid: task.nid, err: (error as Error).message }, 'could not confirm the task is queued; starting it anyway');
-      return null;
+      return { refusal: null };
     }
   }
 

@@ -15,11 +15,14 @@ export interface ReconcileAnswer extends ReconcileReport {
   corrected: number[];
 }
 
+/** How many reconciles try to read an unconfirmed outcome before giving up on it. */
+export const MAX_OUTCOME_LOOKUPS = 3;
+
 /** What the reconciler asks of the scheduler. */
 export interface ReconcileTarget {
   reconcile(listing: AegirTask[], requestedAt: number): ReconcileReport;
-  unconfirmedOutcomes(): number[];
-  correctOutcome(nid: number, aegir: AegirTask | null): void;
+  unconfirmedOutcomes(limit?: number, skip?: (task: Task) => boolean): Task[];
+  correctOutcome(task: Task, aegir: AegirTask | null): void;
 }
 
 /** The scheduler's own operations that applying a listing uses. */
@@ -29,6 +32,8 @@ export interface ListingTarget {
   submit(input: TaskSubmission, now: number): { task: Task; duplicate: boolean };
   learnLane(task: Task, rid: number): void;
   dropQueued(task: Task, reason: string): void;
+  /** Moves a task waiting in a lane to the lane of the rid Aegir has for it. */
+  moveLane(task: Task, rid: number): void;
 }
 
 export interface ReconcilerOptions {
@@ -57,6 +62,8 @@ export function applyListing(target: ListingTarget, listing: AegirTask[], reques
         if (active.lane === null && item.rid) {
           target.learnLane(active, item.rid);
           report.lanesLearned.push(item.nid);
+        } else if (item.rid && active.rid !== item.rid) {
+          target.moveLane(active, item.rid);
         }
         continue;
       }
@@ -70,7 +77,10 @@ export function applyListing(target: ListingTarget, listing: AegirTask[], reques
     } else if (item.status === AegirStatus.processing) {
       processingInAegir.add(item.nid);
       const active = registry.active(item.nid);
-      if (active && active.state === 'running') continue;
+      if (active && active.state !== 'queued') continue;
+      // A task that ended here after the listing was taken was still ours when Aegir listed it.
+      const ended = registry.ended(item.nid);
+      if (ended && (ended.endedAt ?? 0) >= requestedAt) continue;
       if (!registry.orphans.has(item.nid)) {
         registry.orphans.set(item.nid, {
           nid: item.nid,
@@ -96,19 +106,19 @@ export function applyListing(target: ListingTarget, listing: AegirTask[], reques
 }
 
 /** Ended tasks whose Aegir outcome could not be read; a reconcile looks them up again. */
-export function unconfirmedOutcomes(registry: TaskRegistry, limit = 50): number[] {
-  const out: number[] = [];
+export function unconfirmedOutcomes(registry: TaskRegistry, limit = 50, skip: (task: Task) => boolean = () => false): Task[] {
+  const out: Task[] = [];
   for (const t of registry.endedOldestFirst()) {
-    if (t.outcomeConfirmed === false) out.push(t.nid);
     if (out.length >= limit) break;
+    if (t.outcomeConfirmed === false && !skip(t)) out.push(t);
   }
   return out;
 }
 
-/** Takes Aegir's word for an ended task whose outcome was unconfirmed. */
-export function correctOutcome(registry: TaskRegistry, log: Logger, nid: number, aegir: AegirTask | null): void {
-  const task = registry.ended(nid);
-  if (!task || task.outcomeConfirmed !== false) return;
+/** Takes Aegir's word for an ended task whose outcome was unconfirmed, unless the nid has moved on since it was asked. */
+export function correctOutcome(registry: TaskRegistry, log: Logger, task: Task, aegir: AegirTask | null): void {
+  const { nid } = task;
+  if (registry.ended(nid) !== task || task.outcomeConfirmed !== false) return;
   if (aegir === null) {
     task.outcomeConfirmed = true;
     task.message = 'Aegir no longer has this task';
@@ -129,6 +139,8 @@ export function correctOutcome(registry: TaskRegistry, log: Logger, nid: number,
  * tasks created by code that bypasses the module's hooks), Aegir's database does not.
  */
 export class Reconciler {
+  /** Failed outcome look-ups per ended task, by identity: a nid queued again starts afresh. */
+  readonly #failedLookups = new WeakMap<Task, number>();
   #timer: NodeJS.Timeout | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #stopped = false;
@@ -179,22 +191,9 @@ export class Reconciler {
   async #reconcile(): Promise<ReconcileAnswer> {
     const { frontend, scheduler, metrics, log } = this.options;
     const requestedAt = Date.now();
+    let listing: AegirTask[];
     try {
-      const listing = await frontend.listQueue();
-      const report = scheduler.reconcile(listing, requestedAt);
-      const corrected: number[] = [];
-      for (const nid of scheduler.unconfirmedOutcomes()) {
-        scheduler.correctOutcome(nid, await frontend.getTask(nid));
-        corrected.push(nid);
-      }
-      this.lastSuccessAt = Date.now();
-      this.lastError = null;
-      this.consecutiveFailures = 0;
-      metrics.reconcileRuns.inc({ result: 'ok' });
-      if (report.queued.length + report.cancelled.length + corrected.length > 0) {
-        log.info({ queued: report.queued, cancelled: report.cancelled, corrected, orphans: report.orphans }, 'reconciled with Aegir');
-      }
-      return { ...report, corrected };
+      listing = await frontend.listQueue();
     } catch (error) {
       this.consecutiveFailures += 1;
       this.lastError = (error as Error).message;
@@ -203,5 +202,39 @@ export class Reconciler {
       log.warn({ err: this.lastError, failures: this.consecutiveFailures }, 'reconcile failed');
       throw error;
     }
+    const report = scheduler.reconcile(listing, requestedAt);
+    // The listing is applied: this reconcile succeeded, whatever the corrections below meet.
+    this.lastSuccessAt = Date.now();
+    this.lastError = null;
+    this.consecutiveFailures = 0;
+    metrics.reconcileRuns.inc({ result: 'ok' });
+    const corrected = await this.#correctOutcomes(new Set(listing.map((t) => t.nid)));
+    if (report.queued.length + report.cancelled.length + corrected.length > 0) {
+      log.info({ queued: report.queued, cancelled: report.cancelled, corrected, orphans: report.orphans }, 'reconciled with Aegir');
+    }
+    return { ...report, corrected };
+  }
+
+  /**
+   * Looks up, one nid at a time, the ended tasks whose outcome could not be read. A nid Aegir still
+   * lists as queued or processing has no final status to read yet; one whose look-up failed
+   * MAX_OUTCOME_LOOKUPS times is given up (it stays unconfirmed). A failure is counted, never fatal.
+   */
+  async #correctOutcomes(listed: Set<number>): Promise<number[]> {
+    const { frontend, scheduler, metrics, log } = this.options;
+    const corrected: number[] = [];
+    const pending = scheduler.unconfirmedOutcomes(50, (task) => listed.has(task.nid) || (this.#failedLookups.get(task) ?? 0) >= MAX_OUTCOME_LOOKUPS);
+    for (const task of pending) {
+      try {
+        scheduler.correctOutcome(task, await frontend.getTask(task.nid));
+        corrected.push(task.nid);
+      } catch (error) {
+        const failures = (this.#failedLookups.get(task) ?? 0) + 1;
+        this.#failedLookups.set(task, failures);
+        metrics.frontendErrors.inc({ operation: 'outcome', kind: frontendErrorKind(error) });
+        log.warn({ nid: task.nid, failures, err: (error as Error).message }, failures >= MAX_OUTCOME_LOOKUPS ? 'gave up reading the outcome from Aegir' : 'could not read the outcome from Aegir');
+      }
+    }
+    return corrected;
   }
 }

@@ -33,6 +33,8 @@ export interface RunSpec {
   env: NodeJS.ProcessEnv;
   /** Written into <nid>.pid so that a restarted service can re-adopt the child. */
   meta: Record<string, unknown>;
+  /** Called in the same turn as the process is handed its task, before startRun resolves. */
+  onStarted?: ((pid: number, startedAt: number) => void) | undefined;
 }
 
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
@@ -240,6 +242,7 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
   // Taken once the process exists and has its task, so queue-to-start latency includes the spawn itself.
   const startedAt = Date.now();
   const pid = subprocess.pid ?? null;
+  if (pid !== null) spec.onStarted?.(pid, startedAt);
 
   let timedOut = false;
   let stopping: Promise<void> | null = null;

@@ -8,7 +8,7 @@ import type { Metrics } from './metrics.js';
 import { applyListing, correctOutcome, unconfirmedOutcomes, type ListingTarget, type ReconcileReport } from './reconciler.js';
 import { childEnvironment } from './runner.js';
 import { spawnGate, WarmGates } from './start-gate.js';
-import { newTask, type EndState, type Logger, type Orphan, type Task, type TaskState, type TaskSubmission } from './task.js';
+import { laneKeyFor, newTask, type EndState, type Logger, type Orphan, type Task, type TaskState, type TaskSubmission } from './task.js';
 import { TaskRegistry } from './task-registry.js';
 
 export type { AdoptionRecord } from './adoption.js';
@@ -52,7 +52,8 @@ export class Scheduler {
   readonly #attemptContext: AttemptContext;
   readonly #adoption: AdoptionTarget;
   readonly #listing: ListingTarget;
-  readonly #awaitingLane = new Map<number, Task>();
+  /** Tasks waiting for the frontend to tell their rid; held by identity, so a look-up for a task that was replaced finds nothing. */
+  readonly #awaitingLane = new Set<Task>();
   readonly #attempts = new Map<number, Attempt>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
@@ -75,6 +76,7 @@ export class Scheduler {
       metrics: options.metrics,
       log: options.log,
       retryDelaysMs: options.retryDelaysMs ?? [5_000, 20_000],
+      closing: () => this.#admission.closing,
     };
     this.#adoption = {
       registry: this.#registry,
@@ -92,6 +94,7 @@ export class Scheduler {
       submit: (input, now) => this.submit(input, now),
       learnLane: (task, rid) => this.#learnLane(task, rid),
       dropQueued: (task, reason) => this.#dropQueued(task, reason),
+      moveLane: (task, rid) => this.#moveWaiting(task, rid),
     };
   }
 
@@ -139,10 +142,10 @@ export class Scheduler {
     this.#registry.activate(task);
     this.#metrics.tasksReceived.inc({ source: input.source });
     if (task.rid !== null) {
-      this.#lanes.place(task, `rid:${task.rid}`);
+      this.#lanes.place(task, laneKeyFor(task.rid, task.nid));
     } else if (this.#frontend) {
       task.message = 'waiting for the frontend to tell its rid';
-      this.#awaitingLane.set(task.nid, task);
+      this.#awaitingLane.add(task);
       void this.#lookUpLane(task, 0);
     } else {
       this.#lanes.place(task, `nid:${task.nid}`);
@@ -177,8 +180,9 @@ export class Scheduler {
       this.#dropQueued(task, reason);
       return { task, outcome: 'cancelled' };
     }
-    if (!force) return { task, outcome: 'running' };
     const attempt = this.#attempts.get(nid);
+    // A starting task has no process with its task yet: stopping it needs no force.
+    if (!force && !(task.state === 'starting' && attempt)) return { task, outcome: 'running' };
     if (attempt) {
       attempt.stop();
     } else if (task.pid !== null) {
@@ -214,7 +218,8 @@ export class Scheduler {
       paused: this.#admission.paused,
       closing: this.#admission.closing,
       queued: this.#registry.queuedCount,
-      running: this.#registry.running.size,
+      starting: this.#registry.countIn('starting'),
+      running: this.#registry.countIn('running'),
       lanes: this.#lanes.laneCount,
       awaitingLane: this.#awaitingLane.size,
       orphans: this.#registry.orphans.size,
@@ -224,7 +229,8 @@ export class Scheduler {
   }
 
   lanesSnapshot(limit = 100): Array<{ lane: string; queued: number; running: number | null }> {
-    return this.#lanes.snapshot(limit).map(({ lane, queued, holder }) => ({ lane, queued, running: holder?.state === 'running' ? holder.nid : null }));
+    // A starting holder counts: its lane is as busy as a running one.
+    return this.#lanes.snapshot(limit).map(({ lane, queued, holder }) => ({ lane, queued, running: holder && holder.state !== 'queued' ? holder.nid : null }));
   }
 
   orphans(): Orphan[] {
@@ -246,12 +252,12 @@ export class Scheduler {
     return applyListing(this.#listing, listing, requestedAt);
   }
 
-  unconfirmedOutcomes(limit = 50): number[] {
-    return unconfirmedOutcomes(this.#registry, limit);
+  unconfirmedOutcomes(limit = 50, skip?: (task: Task) => boolean): Task[] {
+    return unconfirmedOutcomes(this.#registry, limit, skip);
   }
 
-  correctOutcome(nid: number, aegir: AegirTask | null): void {
-    correctOutcome(this.#registry, this.#log, nid, aegir);
+  correctOutcome(task: Task, aegir: AegirTask | null): void {
+    correctOutcome(this.#registry, this.#log, task, aegir);
   }
 
   adopt(record: AdoptionRecord): Promise<boolean> {
@@ -263,7 +269,7 @@ export class Scheduler {
   /** Stops starting tasks and waits for the running ones up to graceMs; children still running are left alive. */
   async drain(graceMs: number): Promise<{ stillRunning: number[] }> {
     this.#admission.close();
-    if (this.#registry.running.size > 0) {
+    if (this.#registry.slots.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
         this.#idleWaiters.push(() => {
@@ -297,25 +303,33 @@ export class Scheduler {
   // ---- lanes -------------------------------------------------------------
 
   #learnLane(task: Task, rid: number): void {
-    if (!this.#awaitingLane.delete(task.nid)) return;
+    if (!this.#awaitingLane.delete(task)) return;
     task.rid = rid;
     task.message = null;
-    this.#lanes.place(task, `rid:${rid}`);
+    this.#lanes.place(task, laneKeyFor(rid, task.nid));
+    this.#pump();
+  }
+
+  /** Moves a task that waits in a lane to the lane of the rid Aegir gave it. */
+  #moveWaiting(task: Task, rid: number): void {
+    if (task.state !== 'queued' || task.lane === null || this.#lanes.isHolder(task) || task.lane === laneKeyFor(rid, task.nid)) return;
+    this.#log.warn({ nid: task.nid, from: task.lane, rid }, 'task moved to the lane of the rid Aegir has for it');
+    this.#lanes.drop(task);
+    task.rid = rid;
+    this.#lanes.place(task, laneKeyFor(rid, task.nid));
     this.#pump();
   }
 
   async #lookUpLane(task: Task, failures: number): Promise<void> {
-    if (!this.#frontend || !this.#awaitingLane.has(task.nid)) return;
+    if (!this.#frontend || !this.#awaitingLane.has(task)) return;
     try {
       const aegir = await this.#frontend.getTask(task.nid);
-      if (!this.#awaitingLane.has(task.nid)) return;
+      if (!this.#awaitingLane.has(task)) return;
       if (aegir === null) {
-        this.#awaitingLane.delete(task.nid);
         this.#dropQueued(task, 'Aegir has no such task');
         return;
       }
       if (aegir.status !== AegirStatus.queued) {
-        this.#awaitingLane.delete(task.nid);
         this.#dropQueued(task, `Aegir no longer has it queued (status ${aegir.status})`);
         return;
       }
@@ -329,7 +343,7 @@ export class Scheduler {
       // A task with no rid in Aegir still needs a lane; it gets one of its own.
       if (aegir.rid) this.#learnLane(task, aegir.rid);
       else {
-        this.#awaitingLane.delete(task.nid);
+        this.#awaitingLane.delete(task);
         task.message = null;
         this.#lanes.place(task, `nid:${task.nid}`);
         this.#pump();
@@ -343,7 +357,7 @@ export class Scheduler {
   }
 
   #dropQueued(task: Task, reason: string): void {
-    this.#awaitingLane.delete(task.nid);
+    this.#awaitingLane.delete(task);
     task.message = reason;
     this.#end(task, 'cancelled', Date.now());
     // A task waiting for its retry holds its lane; the lane queue lets it go either way.
@@ -354,7 +368,7 @@ export class Scheduler {
   // ---- starting ----------------------------------------------------------
 
   #pump(): void {
-    while (this.#admission.hasRoom(this.#registry.running.size).open) {
+    while (this.#admission.hasRoom(this.#registry.slots.size).open) {
       const task = this.#lanes.peek();
       if (!task) return;
       const now = Date.now();
@@ -364,8 +378,8 @@ export class Scheduler {
         return;
       }
       this.#lanes.take();
-      this.#registry.running.add(task);
-      task.state = 'running';
+      this.#registry.slots.add(task);
+      task.state = 'starting';
       task.message = null;
       this.#admission.recordStart(now);
       const attempt = new Attempt(task, this.#attemptContext);
@@ -394,11 +408,34 @@ export class Scheduler {
     const { task } = attempt;
     this.#attempts.delete(task.nid);
     if (verdict.kind === 'retry') this.#scheduleRetry(task, verdict.delayMs);
+    else if (verdict.kind === 'unstarted') this.#putBackUnstarted(task);
+    else if (verdict.kind === 'move') this.#moveHolder(task, verdict.rid);
     else this.#finish(task, verdict);
   }
 
+  /** The service is closing: the task stays queued, at the head of its lane, for the next start of the service. */
+  #putBackUnstarted(task: Task): void {
+    this.#registry.slots.delete(task);
+    task.state = 'queued';
+    task.message = 'not started: the service was stopping';
+    this.#lanes.requeueHolder(task);
+    this.#notifyIfIdle();
+  }
+
+  /** Aegir has the task under another rid than the one it came with: it starts in Aegir's lane, never in the wrong one. */
+  #moveHolder(task: Task, rid: number | null): void {
+    this.#log.warn({ nid: task.nid, from: task.lane, rid }, 'task moved to the lane of the rid Aegir has for it');
+    this.#registry.slots.delete(task);
+    this.#lanes.release(task);
+    task.state = 'queued';
+    task.rid = rid;
+    this.#lanes.place(task, laneKeyFor(rid, task.nid));
+    this.#notifyIfIdle();
+    this.#pump();
+  }
+
   #scheduleRetry(task: Task, delay: number): void {
-    this.#registry.running.delete(task);
+    this.#registry.slots.delete(task);
     task.state = 'queued';
     task.message = `still queued in Aegir after attempt ${task.attempts}; retrying in ${delay / 1000}s`;
     this.#log.warn({ nid: task.nid, attempt: task.attempts, delayMs: delay }, 'task still queued in Aegir after its run; retrying');
@@ -416,7 +453,7 @@ export class Scheduler {
     this.#registry.activate(task);
     this.#registry.orphans.delete(task.nid);
     this.#lanes.hold(task, task.lane!);
-    this.#registry.running.add(task);
+    this.#registry.slots.add(task);
   }
 
   #finish(task: Task, verdict: EndVerdict): void {
@@ -440,7 +477,7 @@ export class Scheduler {
   }
 
   #notifyIfIdle(): void {
-    if (this.#registry.running.size > 0) return;
+    if (this.#registry.slots.size > 0) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 

@@ -1,8 +1,12 @@
 import { AegirStatus } from './frontend.js';
 
-export const TASK_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
+export const TASK_STATES = ['queued', 'starting', 'running', 'succeeded', 'warning', 'failed', 'timed_out', 'skipped', 'cancelled', 'stuck'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
-export type EndState = Exclude<TaskState, 'queued' | 'running'>;
+/** A task in one of these states is still the service's to run; any other state is an end. */
+export const ACTIVE_STATES: readonly TaskState[] = ['queued', 'starting', 'running'];
+
+/** Between queued and running a task is starting: confirmed with Aegir and handed to its process, which does not have it yet. */
+export type EndState = Exclude<TaskState, 'queued' | 'starting' | 'running'>;
 export type TaskSource = 'webhook' | 'operator' | 'reconcile' | 'adopted';
 
 export interface Logger {
@@ -74,6 +78,11 @@ export function newTask(fields: TaskFields, now: number): Task {
     orderKey: fields.changed ?? now / 1000,
     ...fields,
   };
+}
+
+/** The lane of a task: its rid, or one of its own when it has none (hosting_task.rid 0 names no node). */
+export function laneKeyFor(rid: number | null | undefined, nid: number): string {
+  return rid ? `rid:${rid}` : `nid:${nid}`;
 }
 
 /** Oldest first: Aegir's changed time (or the time received), then nid. */

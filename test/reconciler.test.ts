@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../src/frontend.js';
+import { ACTIVE_STATES } from '../src/task.js';
 import { waitFor } from './helpers.js';
 import { simulatedAegir } from './simulation.js';
 
@@ -15,7 +16,7 @@ async function setup(env: Record<string, string> = {}, options: { retryDelaysMs?
   return s;
 }
 
-const ended = (s: Sim, nid: number) => waitFor(async () => !['queued', 'running'].includes((await s.task(nid)).state), { timeoutMs: 10_000, what: `task ${nid} to end` });
+const ended = (s: Sim, nid: number) => waitFor(async () => !ACTIVE_STATES.includes((await s.task(nid)).state), { timeoutMs: 10_000, what: `task ${nid} to end` });
 
 describe('outcomes read from Aegir', () => {
   it('records succeeded, warning (although the exit code is 0) and failed from the status Aegir wrote', async () => {

@@ -23,7 +23,7 @@ async function setup(env: Record<string, string> = {}, options: Partial<Schedule
   schedulers.push(scheduler);
   const idle = () => waitFor(() => {
     const s = scheduler.stats();
-    return s.queued === 0 && s.running === 0 && s.awaitingLane === 0;
+    return s.queued === 0 && s.starting === 0 && s.running === 0 && s.awaitingLane === 0;
   }, { timeoutMs: 20_000, what: 'the scheduler to go idle' });
   return { scheduler, metrics, recordFile, dir, idle, records: () => readRecords(recordFile) };
 }

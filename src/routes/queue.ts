@@ -27,6 +27,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         paused: stats.paused,
         closing: stats.closing,
         depth: stats.queued,
+        starting: stats.starting,
         running: stats.running,
         awaitingLane: stats.awaitingLane,
         deferredBy: stats.deferredBy,

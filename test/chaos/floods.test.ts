@@ -41,7 +41,7 @@ async function floodedService() {
   const idle = () =>
     waitFor(async () => {
       const queue = (await app.inject({ url: '/v1/queue' })).json();
-      return queue.depth === 0 && queue.running === 0;
+      return queue.depth === 0 && queue.starting === 0 && queue.running === 0;
     }, { timeoutMs: 240_000, intervalMs: 50, what: 'the queue to drain' });
   return { app, url, post, idle, records: () => readRecords(recordFile) };
 }

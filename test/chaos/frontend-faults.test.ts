@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../../src/frontend.js';
+import { ACTIVE_STATES } from '../../src/task.js';
 import type { Fault } from '../../src/simulation/fake-frontend.js';
 import { signedHeaders, waitFor } from '../helpers.js';
 import { simulatedAegir } from '../simulation.js';
@@ -62,12 +63,12 @@ describe('frontend faults', () => {
         // The fake hosting-task talks to the simulated Aegir too: with it gone, only intake can be shown to work.
         const body = JSON.stringify({ nid: during.nid, rid: 1 });
         expect((await app.inject({ method: 'POST', url: '/v1/tasks', payload: body, headers: signedHeaders(body) })).statusCode).toBe(202);
-        await waitFor(async () => !['queued', 'running'].includes((await task(during.nid)).state), { timeoutMs: 20_000, what: 'the task to end' });
+        await waitFor(async () => !ACTIVE_STATES.includes((await task(during.nid)).state), { timeoutMs: 20_000, what: 'the task to end' });
         await sim.listen(port);
         // Its hosting-task could not reach Aegir either, so Aegir still has it queued: a reconcile runs it again.
       } else {
         await sim.sendWebhook(during.nid);
-        await waitFor(async () => !['queued', 'running'].includes((await task(during.nid)).state), { timeoutMs: 20_000, what: 'the task to end' });
+        await waitFor(async () => !ACTIVE_STATES.includes((await task(during.nid)).state), { timeoutMs: 20_000, what: 'the task to end' });
         expect(await task(during.nid)).toMatchObject({ outcomeConfirmed: false });
         sim.fault = null;
       }

@@ -46,7 +46,7 @@ describe('aegir-taskd enqueue', () => {
     running.push(service);
     const result = await cli(['enqueue', '808', '--rid', '9', '--url', service.url], env);
     expect(result.status).toBe(0);
-    expect(result.stdout).toMatch(/^202 \{"nid":808,"state":"(queued|running)"\}\n$/);
+    expect(result.stdout).toMatch(/^202 \{"nid":808,"state":"(queued|starting|running)"\}\n$/);
     const again = await cli(['enqueue', '808', '--url', service.url], env);
     expect(again.stdout).toMatch(/^200 \{"nid":808,"state":"running","duplicate":true\}/);
     await waitFor(async () => (await readRecords(recordFile)).length === 1);

@@ -242,9 +242,9 @@ export interface components {
             changed?: number;
         };
         /** @enum {string} */
-        TaskStateInput: "queued" | "running" | "succeeded" | "warning" | "failed" | "timed_out" | "skipped" | "cancelled" | "stuck";
+        TaskStateInput: "queued" | "starting" | "running" | "succeeded" | "warning" | "failed" | "timed_out" | "skipped" | "cancelled" | "stuck";
         /** @enum {string} */
-        TaskState: "queued" | "running" | "succeeded" | "warning" | "failed" | "timed_out" | "skipped" | "cancelled" | "stuck";
+        TaskState: "queued" | "starting" | "running" | "succeeded" | "warning" | "failed" | "timed_out" | "skipped" | "cancelled" | "stuck";
         IntakeAnswer: {
             nid: number;
             state: components["schemas"]["TaskState"];
@@ -318,6 +318,9 @@ export interface components {
             closing: boolean;
             /** @description Tasks queued and not yet started. */
             depth: number;
+            /** @description Tasks confirmed with Aegir and being handed to their process. */
+            starting: number;
+            /** @description Tasks whose process has its task. */
             running: number;
             awaitingLane: number;
             /** @description Which start gate is holding tasks back, if any. */
@@ -327,6 +330,7 @@ export interface components {
             lanes: {
                 lane: string;
                 queued: number;
+                /** @description The nid that holds the lane, starting or running. */
                 running: number | null;
             }[];
             laneCount: number;

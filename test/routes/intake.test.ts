@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, TEST_SECRET, signedHeaders, waitFor } from '../helpers.js';
 import { parseSecret, sign } from '../../src/signature.js';
+import { ACTIVE_STATES } from '../../src/task.js';
 import { body, post, useRouteApps } from './route-apps.js';
 
 const intakeApp = useRouteApps();
@@ -12,7 +13,7 @@ describe('POST /v1/tasks', () => {
     const response = await post(app, payload, signedHeaders(payload));
     expect(response.statusCode).toBe(202);
     expect(response.json()).toMatchObject({ nid: 123 });
-    expect(['queued', 'running']).toContain(response.json().state);
+    expect(ACTIVE_STATES).toContain(response.json().state);
     await waitFor(async () => (await records()).length === 2);
     expect((await records()).map((r) => r.nid)).toEqual([123, 123]);
   });

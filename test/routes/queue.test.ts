@@ -33,8 +33,12 @@ describe('queue endpoints', () => {
     let queue = (await a.inject({ url: '/v1/queue' })).json();
     expect(queue).toMatchObject({ paused: true, depth: 3, running: 0, laneCount: 2, limits: { concurrency: 2, maxStartsPerMinute: null, maxLoad: null, taskTimeoutSeconds: 7200 } });
     expect((await a.inject({ method: 'POST', url: '/v1/queue/resume' })).json()).toEqual({ paused: false });
-    queue = (await a.inject({ url: '/v1/queue' })).json();
-    expect(queue).toMatchObject({ paused: false, depth: 1, running: 2 });
+    // Both leave "starting" once their process has its task.
+    queue = await waitFor(async () => {
+      const q = (await a.inject({ url: '/v1/queue' })).json();
+      return q.running === 2 ? q : null;
+    });
+    expect(queue).toMatchObject({ paused: false, depth: 1, starting: 0, running: 2 });
     expect(queue.lanes).toEqual(expect.arrayContaining([{ lane: 'rid:10', queued: 1, running: 1 }, { lane: 'rid:11', queued: 0, running: 3 }]));
     expect(queue.reconcile).toEqual({ enabled: false, lastSuccessAt: null, lastError: null, consecutiveFailures: 0 });
 
