@@ -104,6 +104,15 @@ export class LaneQueue<T extends LaneItem> {
     this.#afterChange(lane);
   }
 
+  /** What stands before an item in its lane: the holder, else the head when that is another item; null when it is next. */
+  ahead(item: T): T | null {
+    const lane = this.#laneOf(item);
+    if (!lane || lane.holder === item) return null;
+    if (lane.holder !== null) return lane.holder;
+    const head = this.#headOf(lane);
+    return head === undefined || head === item ? null : head;
+  }
+
   isHolder(item: T): boolean {
     return this.#laneOf(item)?.holder === item;
   }

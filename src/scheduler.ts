@@ -1,5 +1,5 @@
 import { adoptChild, type AdoptionRecord, type AdoptionTarget } from './adoption.js';
-import { Admission } from './admission.js';
+import { Admission, waitingForVerdict, type WaitingFor } from './admission.js';
 import { Attempt, countFrontendError, type AttemptContext, type AttemptVerdict } from './attempt.js';
 import type { Config } from './config.js';
 import { AegirStatus, type AegirTask, type Frontend } from './frontend.js';
@@ -17,7 +17,20 @@ export { TASK_STATES, endStateFromAegir, type EndState, type Logger, type Orphan
 
 export type SchedulerConfig = Pick<
   Config,
-  'concurrency' | 'warmStarts' | 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'maxStartsPerMinute' | 'maxLoad' | 'confirmMaxAgeMs' | 'historySize'
+  | 'concurrency'
+  | 'warmStarts'
+  | 'command'
+  | 'logDir'
+  | 'taskTimeoutMs'
+  | 'killGraceMs'
+  | 'maxStartsPerMinute'
+  | 'maxLoad'
+  | 'maxLoadPerCpu'
+  | 'minFreeDiskMb'
+  | 'diskPath'
+  | 'pauseFile'
+  | 'confirmMaxAgeMs'
+  | 'historySize'
 >;
 
 export interface SchedulerOptions {
@@ -233,6 +246,19 @@ export class Scheduler {
     return this.#lanes.snapshot(limit).map(({ lane, queued, holder }) => ({ lane, queued, running: holder && holder.state !== 'queued' ? holder.nid : null }));
   }
 
+  /** Why a queued task has not started yet; null once it is starting, running or ended. */
+  waitingFor(task: Task): WaitingFor | null {
+    if (task.state !== 'queued' || !this.#registry.isCurrent(task)) return null;
+    if (this.#awaitingLane.has(task)) return { reason: 'lane_unknown', message: 'waiting for the frontend to tell its rid' };
+    if (task.retryAt !== null) return { reason: 'retry', until: new Date(task.retryAt).toISOString(), message: `Aegir still showed it queued after its run; it runs again at ${new Date(task.retryAt).toISOString()}` };
+    const ahead = this.#lanes.ahead(task);
+    if (ahead !== null) return { reason: 'lane_busy', nid: ahead.nid, message: `its lane ${task.lane} is busy with task ${ahead.nid}` };
+    const room = this.#admission.hasRoom(this.#registry.slots.size);
+    const verdict = room.open ? this.#admission.gates(Date.now()) : room;
+    // The head of a free lane that every gate lets through waits for older heads of other lanes, or starts next.
+    return verdict.open ? { reason: 'next', message: 'it starts as soon as the tasks before it in other lanes have started' } : waitingForVerdict(verdict, this.#config.concurrency);
+  }
+
   orphans(): Orphan[] {
     return [...this.#registry.orphans.values()];
   }
@@ -242,6 +268,10 @@ export class Scheduler {
       concurrency: this.#config.concurrency,
       maxStartsPerMinute: this.#config.maxStartsPerMinute ?? null,
       maxLoad: this.#config.maxLoad ?? null,
+      maxLoadPerCpu: this.#config.maxLoadPerCpu ?? null,
+      minFreeDiskMb: this.#config.minFreeDiskMb ?? null,
+      diskPath: this.#config.minFreeDiskMb === undefined ? null : this.#config.diskPath,
+      pauseFile: this.#config.pauseFile ?? null,
       taskTimeoutSeconds: this.#config.taskTimeoutMs / 1000,
     };
   }
@@ -372,7 +402,7 @@ export class Scheduler {
       const task = this.#lanes.peek();
       if (!task) return;
       const now = Date.now();
-      const gates = this.#admission.gates(now);
+      const gates = this.#admission.check(now);
       if (!gates.open) {
         if (gates.recheckInMs !== null) this.#recheckGatesIn(gates.recheckInMs);
         return;
@@ -437,11 +467,13 @@ export class Scheduler {
   #scheduleRetry(task: Task, delay: number): void {
     this.#registry.slots.delete(task);
     task.state = 'queued';
+    task.retryAt = Date.now() + delay;
     task.message = `still queued in Aegir after attempt ${task.attempts}; retrying in ${delay / 1000}s`;
     this.#log.warn({ nid: task.nid, attempt: task.attempts, delayMs: delay }, 'task still queued in Aegir after its run; retrying');
     // The task keeps holding its lane: later tasks of the same site must not overtake it.
     this.#later(delay, () => {
       if (!this.#registry.isCurrent(task) || task.state !== 'queued') return;
+      task.retryAt = null;
       // Re-entering the lane puts it back at its head (it is the oldest), ready for the next pump.
       if (this.#lanes.requeueHolder(task)) this.#pump();
     });

@@ -40,6 +40,23 @@ const taskIdentity = {
   vid: z.number().int().nullable(),
 };
 
+export const waitingForSchema = z
+  .object({
+    reason: z
+      .enum(['next', 'lane_unknown', 'lane_busy', 'retry', 'paused', 'closing', 'concurrency', 'rate', 'load', 'disk', 'pause_file'])
+      .describe(
+        'lane_busy: another task of its lane runs or waits before it (nid); concurrency: TASKD_CONCURRENCY tasks run; rate: the starts-per-minute limit (until); load: the load gate (load, limit); disk: too little free space (path, freeMb, limit); pause_file: the pause file exists (path); lane_unknown: waiting for the frontend to tell its rid; retry: runs again at until; next: starts once older lane heads have.',
+      ),
+    message: z.string(),
+    nid: z.number().int().optional(),
+    until: z.string().optional(),
+    load: z.number().optional(),
+    limit: z.number().optional(),
+    path: z.string().optional(),
+    freeMb: z.number().int().nullable().optional(),
+  })
+  .meta({ id: 'WaitingFor' });
+
 export const taskViewSchema = z
   .object({
     ...taskIdentity,
@@ -57,6 +74,7 @@ export const taskViewSchema = z
     aegirStatus: z.number().int().nullable().describe('hosting_task.task_status after the run: 1 success, 2 error, 3 warning.'),
     outcomeConfirmed: z.boolean().nullable().describe('false while the outcome is taken from the exit code because Aegir could not be asked.'),
     message: z.string().nullable(),
+    waitingFor: waitingForSchema.nullable().describe('Why a queued task has not started; null once it is starting, running or ended.'),
   })
   .meta({ id: 'Task' });
 
@@ -105,14 +123,19 @@ export const queueViewSchema = z
     starting: z.number().int().describe('Tasks confirmed with Aegir and being handed to their process.'),
     running: z.number().int().describe('Tasks whose process has its task.'),
     awaitingLane: z.number().int(),
-    deferredBy: z.enum(['rate', 'load']).nullable().describe('Which start gate is holding tasks back, if any.'),
+    deferredBy: z.enum(['rate', 'load', 'disk', 'pause_file']).nullable().describe('Which start gate is holding tasks back, if any.'),
     startsLastMinute: z.number().int(),
     lanes: z.array(z.object({ lane: z.string(), queued: z.number().int(), running: z.number().int().nullable().describe('The nid that holds the lane, starting or running.') })).describe('At most 100 lanes.'),
     laneCount: z.number().int(),
+    waiting: z.array(z.object({ nid: z.number().int(), lane: z.string().nullable(), waitingFor: waitingForSchema })).describe('The oldest queued tasks (at most 100) and why each has not started.'),
     limits: z.object({
       concurrency: z.number().int(),
       maxStartsPerMinute: z.number().int().nullable(),
       maxLoad: z.number().nullable(),
+      maxLoadPerCpu: z.number().nullable(),
+      minFreeDiskMb: z.number().int().nullable(),
+      diskPath: z.string().nullable(),
+      pauseFile: z.string().nullable(),
       taskTimeoutSeconds: z.number(),
     }),
     orphans: z.array(orphanSchema),

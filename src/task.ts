@@ -47,6 +47,8 @@ export interface Task {
   outcomeConfirmed: boolean | null;
   message: string | null;
   pid: number | null;
+  /** When a task that Aegir still showed queued after its run is due to run again. */
+  retryAt: number | null;
   /** Ordering within a lane and across lane heads: Aegir's changed time, else the time received (seconds). */
   orderKey: number;
 }
@@ -75,6 +77,7 @@ export function newTask(fields: TaskFields, now: number): Task {
     outcomeConfirmed: null,
     message: null,
     pid: null,
+    retryAt: null,
     orderKey: fields.changed ?? now / 1000,
     ...fields,
   };

@@ -114,6 +114,35 @@ describe('Scheduler', () => {
     expect(scheduler.stats()).toMatchObject({ queued: 1, running: 0, deferredBy: 'rate', startsLastMinute: 2 });
   });
 
+  it('starts nothing while the pause file exists, and says so for each waiting task', async () => {
+    const pauseFile = path.join(await tempDir(), 'maintenance');
+    await fs.writeFile(pauseFile, '');
+    const { scheduler, idle, records } = await setup({ TASKD_PAUSE_FILE: pauseFile }, { gateRecheckMs: 50 });
+    const { task } = scheduler.submit(submit(1, { rid: 1 }));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await records()).toEqual([]);
+    expect(scheduler.stats()).toMatchObject({ queued: 1, deferredBy: 'pause_file' });
+    expect(scheduler.waitingFor(task)).toEqual({ reason: 'pause_file', path: pauseFile, message: `the pause file ${pauseFile} exists` });
+    await fs.rm(pauseFile);
+    await idle();
+    expect((await records()).length).toBe(2);
+    expect(scheduler.waitingFor(task)).toBeNull();
+  });
+
+  it('says why each queued task waits: its lane busy with a task, the concurrency limit, paused', async () => {
+    const { scheduler, idle } = await setup({ TASKD_CONCURRENCY: '1' }, {}, { SLEEP_SECONDS: '0.3' });
+    const first = scheduler.submit(submit(1, { rid: 1 })).task;
+    const sameSite = scheduler.submit(submit(2, { rid: 1 })).task;
+    const otherSite = scheduler.submit(submit(3, { rid: 2 })).task;
+    expect(scheduler.waitingFor(first)).toBeNull();
+    expect(scheduler.waitingFor(sameSite)).toMatchObject({ reason: 'lane_busy', nid: 1, message: 'its lane rid:1 is busy with task 1' });
+    expect(scheduler.waitingFor(otherSite)).toMatchObject({ reason: 'concurrency', limit: 1 });
+    scheduler.pause();
+    expect(scheduler.waitingFor(otherSite)).toMatchObject({ reason: 'paused' });
+    scheduler.resume();
+    await idle();
+  });
+
   it('defers starts while the load average is above the limit', async () => {
     let load = 9;
     const { scheduler, idle, records } = await setup({ TASKD_MAX_LOAD: '4' }, { loadAverage: () => load, gateRecheckMs: 50 });

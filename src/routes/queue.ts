@@ -34,6 +34,10 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         startsLastMinute: stats.startsLastMinute,
         lanes: scheduler.lanesSnapshot(),
         laneCount: stats.lanes,
+        waiting: scheduler.list('queued', 100).flatMap((t) => {
+          const waitingFor = scheduler.waitingFor(t);
+          return waitingFor ? [{ nid: t.nid, lane: t.lane, waitingFor }] : [];
+        }),
         limits: scheduler.limits,
         orphans: scheduler.orphans().map((o) => ({ ...o, since: new Date(o.since).toISOString() })),
         reconcile: {

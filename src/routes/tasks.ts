@@ -5,6 +5,7 @@ import { TaskdError } from '../errors.js';
 import { followLog } from '../log-stream.js';
 import { authorizeOperator } from '../plugins/auth.js';
 import { logFilePath, readTail } from '../runner.js';
+import type { WaitingFor } from '../admission.js';
 import type { Task } from '../task.js';
 import {
   deleteAnswerSchema,
@@ -20,7 +21,7 @@ import {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function toTaskView(task: Task) {
+export function toTaskView(task: Task, waitingFor: WaitingFor | null) {
   return {
     nid: task.nid,
     rid: task.rid,
@@ -40,6 +41,7 @@ export function toTaskView(task: Task) {
     aegirStatus: task.aegirStatus,
     outcomeConfirmed: task.outcomeConfirmed,
     message: task.message,
+    waitingFor,
   };
 }
 
@@ -64,7 +66,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           response: { 200: taskListSchema, ...errorResponses(400, 401, 403) },
         },
       },
-      async (request) => ({ tasks: scheduler.list(request.query.state, request.query.limit).map(toTaskView) }),
+      async (request) => ({ tasks: scheduler.list(request.query.state, request.query.limit).map((t) => toTaskView(t, scheduler.waitingFor(t))) }),
     );
 
     operator.get(
@@ -84,7 +86,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         const task = scheduler.get(request.params.nid);
         if (!task) throw new TaskdError('TASK_NOT_FOUND');
         const tail = await readTail(logFilePath(config.logDir, task.nid), request.query.tail);
-        return { ...toTaskView(task), output: tail.text, outputTruncated: tail.truncated, outputBytes: tail.size };
+        return { ...toTaskView(task, scheduler.waitingFor(task)), output: tail.text, outputTruncated: tail.truncated, outputBytes: tail.size };
       },
     );
 

@@ -250,6 +250,20 @@ export interface components {
             state: components["schemas"]["TaskState"];
             duplicate?: boolean;
         };
+        WaitingFor: {
+            /**
+             * @description lane_busy: another task of its lane runs or waits before it (nid); concurrency: TASKD_CONCURRENCY tasks run; rate: the starts-per-minute limit (until); load: the load gate (load, limit); disk: too little free space (path, freeMb, limit); pause_file: the pause file exists (path); lane_unknown: waiting for the frontend to tell its rid; retry: runs again at until; next: starts once older lane heads have.
+             * @enum {string}
+             */
+            reason: "next" | "lane_unknown" | "lane_busy" | "retry" | "paused" | "closing" | "concurrency" | "rate" | "load" | "disk" | "pause_file";
+            message: string;
+            nid?: number;
+            until?: string;
+            load?: number;
+            limit?: number;
+            path?: string;
+            freeMb?: number | null;
+        };
         Task: {
             nid: number;
             rid: number | null;
@@ -273,6 +287,8 @@ export interface components {
             /** @description false while the outcome is taken from the exit code because Aegir could not be asked. */
             outcomeConfirmed: boolean | null;
             message: string | null;
+            /** @description Why a queued task has not started; null once it is starting, running or ended. */
+            waitingFor: components["schemas"]["WaitingFor"] | null;
         };
         TaskDetail: {
             nid: number;
@@ -297,6 +313,8 @@ export interface components {
             /** @description false while the outcome is taken from the exit code because Aegir could not be asked. */
             outcomeConfirmed: boolean | null;
             message: string | null;
+            /** @description Why a queued task has not started; null once it is starting, running or ended. */
+            waitingFor: components["schemas"]["WaitingFor"] | null;
             /** @description The end of the task output (stdout and stderr interleaved). */
             output: string;
             outputTruncated: boolean;
@@ -324,7 +342,7 @@ export interface components {
             running: number;
             awaitingLane: number;
             /** @description Which start gate is holding tasks back, if any. */
-            deferredBy: ("rate" | "load") | null;
+            deferredBy: ("rate" | "load" | "disk" | "pause_file") | null;
             startsLastMinute: number;
             /** @description At most 100 lanes. */
             lanes: {
@@ -334,10 +352,20 @@ export interface components {
                 running: number | null;
             }[];
             laneCount: number;
+            /** @description The oldest queued tasks (at most 100) and why each has not started. */
+            waiting: {
+                nid: number;
+                lane: string | null;
+                waitingFor: components["schemas"]["WaitingFor"];
+            }[];
             limits: {
                 concurrency: number;
                 maxStartsPerMinute: number | null;
                 maxLoad: number | null;
+                maxLoadPerCpu: number | null;
+                minFreeDiskMb: number | null;
+                diskPath: string | null;
+                pauseFile: string | null;
                 taskTimeoutSeconds: number;
             };
             orphans: components["schemas"]["Orphan"][];

@@ -52,6 +52,21 @@ describe('queue endpoints', () => {
     await a.inject({ method: 'DELETE', url: '/v1/tasks/3?force=1' });
   });
 
+  it('shows why each queued task waits, in the queue and on the task', async () => {
+    const a = await app({ TASKD_CONCURRENCY: '1' }, { SLEEP: '5' });
+    await enqueue(a, { nid: 1, rid: 10 });
+    await enqueue(a, { nid: 2, rid: 10 });
+    await enqueue(a, { nid: 3, rid: 11 });
+    const queue = (await a.inject({ url: '/v1/queue' })).json();
+    expect(queue.waiting).toEqual([
+      { nid: 2, lane: 'rid:10', waitingFor: { reason: 'lane_busy', nid: 1, message: 'its lane rid:10 is busy with task 1' } },
+      { nid: 3, lane: 'rid:11', waitingFor: { reason: 'concurrency', limit: 1, message: '1 task runs already (TASKD_CONCURRENCY)' } },
+    ]);
+    expect((await a.inject({ url: '/v1/tasks/2' })).json().waitingFor).toMatchObject({ reason: 'lane_busy', nid: 1 });
+    expect((await a.inject({ url: '/v1/tasks/1' })).json().waitingFor).toBeNull();
+    await a.inject({ method: 'DELETE', url: '/v1/tasks/1?force=1' });
+  });
+
   it('answers 409 to a reconcile request when no frontend is configured', async () => {
     const a = await app();
     const response = await a.inject({ method: 'POST', url: '/v1/reconcile' });
