@@ -68,6 +68,7 @@ $task = shim_aegir_add_task($rid, enqueue_env('HOSTING_TASKD_TASK_TYPE', 'verify
 // Registered after the module's shutdown function (the hooks above
 // registered it), so PHP runs it once the webhook has been sent.
 register_shutdown_function(function () use ($task) {
+  hosting_taskd_include('tasks');
   $errors = array();
   foreach (shim_watchdog_entries('hosting_taskd') as $entry) {
     if ($entry['severity'] <= WATCHDOG_WARNING) {
