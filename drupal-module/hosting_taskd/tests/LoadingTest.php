@@ -46,12 +46,15 @@ class LoadingTest extends HostingTaskdTestCase {
   public function testQueuePageLoadsTheEndpoints() {
     $report = $this->request('hosting/taskd/queue');
     $this->assertNull($report['result']);
+    $this->assertSame('hosting_taskd.module', $report['loaded'][0]);
+    $loaded = $report['loaded'];
+    sort($loaded);
     $this->assertSame(array(
-      'hosting_taskd.module',
       'hosting_taskd.endpoints.inc',
+      'hosting_taskd.module',
       'hosting_taskd.signature.inc',
       'hosting_taskd.tasks.inc',
-    ), $report['loaded']);
+    ), $loaded);
   }
 
 }

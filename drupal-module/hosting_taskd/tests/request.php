@@ -11,6 +11,9 @@
  * HOSTING_TASKD_DB=/path/to/aegir.sqlite php tests/request.php node/1
  * @endcode
  *
+ * The SQLite file must hold the tables already (tests/serve.php or the
+ * PHPUnit tests create them).
+ *
  * The path is routed over the module's hook_menu() items and one stand-in
  * core item ("node/%", a page that is not the module's), with hook_init()
  * fired first and the shutdown functions run last, as in a Drupal request.
@@ -28,8 +31,9 @@ if ($db_path === FALSE || $db_path === '') {
   fwrite(STDERR, "HOSTING_TASKD_DB is not set.\n");
   exit(2);
 }
+// The tables exist already, as on an installed site: creating them here
+// would load the .install file.
 shim_db_connect($db_path);
-shim_aegir_create_schema();
 
 /**
  * Stand-in for node_page_view(): a page of core's, not the module's.
