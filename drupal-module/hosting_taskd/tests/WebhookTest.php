@@ -328,6 +328,107 @@ class WebhookTest extends HostingTaskdTestCase {
   }
 
   /**
+   * drupal_static_reset() in the middle of a request loses no webhook.
+   */
+  public function testStaticResetKeepsPendingTasks() {
+    $this->configureService();
+    $task = shim_aegir_add_task($this->site, 'verify');
+    drupal_static_reset();
+    $this->assertSame(array($task->nid), hosting_taskd_pending_nids());
+    $this->endRequest();
+    $this->assertCount(1, $this->webhooks());
+  }
+
+  /**
+   * A failed connection writes no variable (core's drupal_http_request() does).
+   */
+  public function testConnectionFailureWritesNoVariable() {
+    variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    shim_aegir_add_task($this->site, 'verify');
+    $GLOBALS['shim_variable_writes'] = array();
+    $this->endRequest();
+    $this->assertCount(1, shim_watchdog_entries('hosting_taskd'), 'The failure is logged.');
+    $this->assertSame(array(), $GLOBALS['shim_variable_writes']);
+    $this->assertNull(variable_get('drupal_http_request_fails'));
+  }
+
+  /**
+   * The first webhook that gets no answer stops the others of the request.
+   */
+  public function testFirstNetworkFailureStopsSending() {
+    $listener = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
+    $name = stream_socket_get_name($listener, FALSE);
+    // Accepts connections (the kernel's backlog) and never answers.
+    variable_set('hosting_taskd_url', 'http://' . $name);
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    variable_set('hosting_taskd_timeout', 0.5);
+    $nids = array();
+    foreach (array('verify', 'backup', 'login-reset') as $type) {
+      $nids[] = shim_aegir_add_task($this->site, $type)->nid;
+    }
+    $started = microtime(TRUE);
+    $this->endRequest();
+    $elapsed = microtime(TRUE) - $started;
+    $this->assertLessThan(0.9, $elapsed, 'One timeout for the whole request, not one per task.');
+    $this->assertGreaterThanOrEqual(0.45, $elapsed);
+
+    $accepted = 0;
+    while ($connection = @stream_socket_accept($listener, 0)) {
+      $accepted++;
+      fclose($connection);
+    }
+    fclose($listener);
+    $this->assertSame(1, $accepted, 'Only the first webhook was tried.');
+
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(2, $entries);
+    $this->assertStringContainsString('timed out', $entries[0]['text']);
+    $this->assertStringContainsString($nids[1] . ', ' . $nids[2], $entries[1]['text']);
+    $this->assertStringContainsString('reconciler', $entries[1]['text']);
+  }
+
+  /**
+   * A refused connection stops at once too.
+   */
+  public function testRefusedConnectionStopsSending() {
+    variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_add_task($this->site, 'backup');
+    $this->endRequest();
+    $state = hosting_taskd_pending_state();
+    $this->assertCount(1, $state['results'], 'The second task was not tried.');
+    $this->assertSame('the service did not answer', $state['stopped']);
+  }
+
+  /**
+   * An error answer (not a network failure) does not stop the others.
+   */
+  public function testErrorAnswerDoesNotStopSending() {
+    $this->configureService('/status/500');
+    shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_add_task($this->site, 'backup');
+    $this->endRequest();
+    $this->assertCount(2, $this->receivedRequests());
+  }
+
+  /**
+   * A task an alter hook of hosting's query holds back is not announced.
+   */
+  public function testHeldBackTaskIsNotSent() {
+    $this->configureService();
+    $GLOBALS['shim_modules'][] = 'taskd_test';
+    $GLOBALS['taskd_test'] = array('hold_back' => array('backup'));
+    shim_aegir_add_task($this->site, 'backup');
+    $verify = shim_aegir_add_task($this->site, 'verify');
+    $this->endRequest();
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $this->assertSame($verify->nid, json_decode($webhooks[0]['body'], TRUE)['nid']);
+  }
+
+  /**
    * Asserts that no log entry contains the secret or its key.
    */
   protected function assertSecretNotLogged($secret) {
