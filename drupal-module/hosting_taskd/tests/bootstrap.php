@@ -15,3 +15,4 @@ foreach (array('admin', 'drush', 'webhook', 'endpoints', 'signature', 'tasks') a
   hosting_taskd_include($concern);
 }
 require __DIR__ . '/TestServer.php';
+require __DIR__ . '/FpmServer.php';
