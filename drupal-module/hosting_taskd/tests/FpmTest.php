@@ -52,12 +52,7 @@ class FpmTest extends HostingTaskdTestCase {
     $this->assertStringContainsString('timed out', $result['log'][0]);
     $this->assertStringContainsString('No webhook sent for tasks', $result['log'][1]);
 
-    $accepted = 0;
-    while ($connection = @stream_socket_accept($silent, 0)) {
-      $accepted++;
-      fclose($connection);
-    }
-    fclose($silent);
+    $accepted = self::countConnections($silent);
     $this->assertSame(1, $accepted, 'Only the first webhook was tried.');
   }
 

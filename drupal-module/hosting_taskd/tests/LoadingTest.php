@@ -15,18 +15,8 @@ class LoadingTest extends HostingTaskdTestCase {
    */
   protected function request($path, array $env = array()) {
     $this->createDatabase();
-    $process = proc_open(
-      array(PHP_BINARY, __DIR__ . '/request.php', $path),
-      array(0 => array('file', '/dev/null', 'r'), 1 => array('pipe', 'w'), 2 => array('pipe', 'w')),
-      $pipes,
-      __DIR__,
-      array_merge(getenv(), array('HOSTING_TASKD_DB' => $this->dbFile), $env)
-    );
-    $stdout = stream_get_contents($pipes[1]);
-    $stderr = stream_get_contents($pipes[2]);
-    fclose($pipes[1]);
-    fclose($pipes[2]);
-    $this->assertSame(0, proc_close($process), $stderr);
+    list($code, $stdout, $stderr) = self::runPhp('request.php', array($path), array('HOSTING_TASKD_DB' => $this->dbFile) + $env);
+    $this->assertSame(0, $code, $stderr);
     $this->assertSame('', $stderr);
     return json_decode($stdout, TRUE);
   }

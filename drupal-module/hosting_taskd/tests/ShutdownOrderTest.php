@@ -23,23 +23,13 @@ class ShutdownOrderTest extends HostingTaskdTestCase {
     $site = shim_aegir_create_node('site', 'a.example.com');
     $task = shim_aegir_add_task($site, 'verify');
 
-    $process = proc_open(
-      array(PHP_BINARY, __DIR__ . '/hosting-task.php', (string) $task->nid),
-      array(0 => array('file', '/dev/null', 'r'), 1 => array('pipe', 'w'), 2 => array('pipe', 'w')),
-      $pipes,
-      __DIR__,
-      array_merge(getenv(), array(
-        'HOSTING_TASKD_DB' => $this->dbFile,
-        'HOSTING_TASKD_URL' => variable_get('hosting_taskd_url'),
-        'HOSTING_TASKD_SECRET' => $secret,
-        'VARIABLE_CACHE' => $cache,
-      ))
-    );
-    $stdout = stream_get_contents($pipes[1]);
-    $stderr = stream_get_contents($pipes[2]);
-    fclose($pipes[1]);
-    fclose($pipes[2]);
-    $this->assertSame(0, proc_close($process), $stdout . $stderr);
+    list($code, $stdout, $stderr) = self::runPhp('hosting-task.php', array((string) $task->nid), array(
+      'HOSTING_TASKD_DB' => $this->dbFile,
+      'HOSTING_TASKD_URL' => variable_get('hosting_taskd_url'),
+      'HOSTING_TASKD_SECRET' => $secret,
+      'VARIABLE_CACHE' => $cache,
+    ));
+    $this->assertSame(0, $code, $stdout . $stderr);
     $this->assertSame('', $stdout . $stderr);
 
     $this->assertSame(HOSTING_TASK_SUCCESS, hosting_taskd_load_task($task->nid)['status']);

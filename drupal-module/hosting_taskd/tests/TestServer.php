@@ -191,6 +191,40 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
   }
 
   /**
+   * Runs a PHP script of the tests as a child process.
+   *
+   * @return array
+   *   The exit code, standard output and standard error.
+   */
+  protected static function runPhp($script, array $args, array $env) {
+    $process = proc_open(
+      array_merge(array(PHP_BINARY, __DIR__ . '/' . $script), $args),
+      array(0 => array('file', '/dev/null', 'r'), 1 => array('pipe', 'w'), 2 => array('pipe', 'w')),
+      $pipes,
+      __DIR__,
+      array_merge(getenv(), $env)
+    );
+    $stdout = stream_get_contents($pipes[1]);
+    $stderr = stream_get_contents($pipes[2]);
+    fclose($pipes[1]);
+    fclose($pipes[2]);
+    return array(proc_close($process), $stdout, $stderr);
+  }
+
+  /**
+   * Accepts what is waiting on a listening socket, closes it, and counts.
+   */
+  protected static function countConnections($listener) {
+    $accepted = 0;
+    while ($connection = @stream_socket_accept($listener, 0)) {
+      $accepted++;
+      fclose($connection);
+    }
+    fclose($listener);
+    return $accepted;
+  }
+
+  /**
    * Drops the database of the test.
    */
   protected function tearDown(): void {
