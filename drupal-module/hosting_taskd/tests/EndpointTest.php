@@ -150,7 +150,7 @@ class EndpointTest extends HostingTaskdTestCase {
     $response = $this->request('hosting/taskd/queue', 'queue');
     $this->assertSame('200 OK', $response['status']);
     $this->assertSame('application/json', $response['type']);
-    $this->assertSame(array('tasks'), array_keys($response['json']));
+    $this->assertSame(array('tasks', 'dispatch', 'queues'), array_keys($response['json']));
 
     $expected = $this->expectedQueue();
     $this->assertSame($expected, $response['json']['tasks']);
@@ -367,6 +367,28 @@ class EndpointTest extends HostingTaskdTestCase {
       return $task['status'] === HOSTING_TASK_QUEUED;
     }));
     $this->assertSame(array_reverse(array_column($expected, 'nid')), array_column($queued, 'nid'), 'Queued tasks in the order the altered query gives.');
+  }
+
+  /**
+   * The listing gives hosting's other queues as hosting_get_queues() does.
+   */
+  public function testQueueListsHostingQueues() {
+    variable_set('hosting_dispatch_enabled', TRUE);
+    variable_set('hosting_queue_cron_last_run', 1764300000);
+    variable_set('hosting_queue_backup_enabled', 0);
+    // 1,500 sites over a threshold of 100: 15 threads, held to max_threads 12,
+    // so the hourly cron queue runs every ceil(3600 / 12) = 300 s.
+    $GLOBALS['shim_queues'] = array('cron' => array('total_items' => 1500));
+    $response = $this->request('hosting/taskd/queue', 'queue');
+    $this->assertTrue($response['json']['dispatch']);
+    $this->assertSame(array(
+      array('name' => 'cron', 'enabled' => TRUE, 'last' => 1764300000, 'frequency' => 300, 'next' => 1764300300),
+      array('name' => 'backup', 'enabled' => FALSE, 'last' => 0, 'frequency' => 14400, 'next' => 14400),
+    ), $response['json']['queues']);
+    $this->assertNotContains('tasks', array_column($response['json']['queues'], 'name'));
+
+    variable_del('hosting_dispatch_enabled');
+    $this->assertFalse($this->request('hosting/taskd/queue', 'queue')['json']['dispatch'], "drush_hosting_dispatch()'s default.");
   }
 
   /**

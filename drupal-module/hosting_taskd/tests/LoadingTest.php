@@ -32,6 +32,8 @@ class LoadingTest extends HostingTaskdTestCase {
 
   /**
    * The queue page loads the endpoint code and what it uses, nothing else.
+   *
+   * The request is not signed, so it stops at the signature check.
    */
   public function testQueuePageLoadsTheEndpoints() {
     $report = $this->request('hosting/taskd/queue');

@@ -11,7 +11,7 @@ require __DIR__ . '/shim/bootstrap.inc';
 // discovery, menu "file" keys, module_load_include()), loaded up front for the
 // tests that call into it directly.
 module_load_install('hosting_taskd');
-foreach (array('admin', 'drush', 'webhook', 'endpoints', 'signature', 'tasks') as $concern) {
+foreach (array('admin', 'drush', 'webhook', 'endpoints', 'signature', 'tasks', 'client', 'runner', 'dispatch') as $concern) {
   hosting_taskd_include($concern);
 }
 require __DIR__ . '/TestServer.php';
