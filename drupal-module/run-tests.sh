@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Lints every PHP file of the Drupal module and runs its PHPUnit tests.
 # Run from anywhere: bash drupal-module/run-tests.sh
-# Needs php-cli with the pdo_sqlite extension, and phpunit (9.x) on the PATH
+# Needs php-cli with the pdo_sqlite extension, php-fpm (for the test that the
+# user's page is finished before any webhook), and phpunit (9.x) on the PATH
 # or named by the PHPUNIT environment variable. On Debian:
-#   apt-get install -y php-cli php-sqlite3 php-curl php-xml php-mbstring phpunit
+#   apt-get install -y php-cli php-fpm php-sqlite3 php-curl php-xml php-mbstring phpunit
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -94,12 +94,14 @@ class EndpointTest extends HostingTaskdTestCase {
    *   The secret to sign with; the configured one by default.
    * @param int|null $timestamp
    *   The signed timestamp; now by default.
+   * @param string|null $id
+   *   The webhook-id; a new one by default.
    *
    * @return array
    *   status (the Status header), type (Content-Type), raw body and decoded
    *   JSON.
    */
-  protected function request($path, $route = NULL, $secret = NULL, $timestamp = NULL) {
+  protected function request($path, $route = NULL, $secret = NULL, $timestamp = NULL, $id = NULL) {
     drupal_static_reset('drupal_http_headers');
     drupal_static_reset('drupal_page_is_cacheable');
     foreach (array('HTTP_WEBHOOK_ID', 'HTTP_WEBHOOK_TIMESTAMP', 'HTTP_WEBHOOK_SIGNATURE') as $key) {
@@ -107,7 +109,7 @@ class EndpointTest extends HostingTaskdTestCase {
     }
     if ($route !== NULL) {
       $timestamp = isset($timestamp) ? $timestamp : time();
-      $id = 'svc_' . bin2hex(random_bytes(4));
+      $id = isset($id) ? $id : 'svc_' . bin2hex(random_bytes(4));
       $_SERVER['HTTP_WEBHOOK_ID'] = $id;
       $_SERVER['HTTP_WEBHOOK_TIMESTAMP'] = (string) $timestamp;
       $_SERVER['HTTP_WEBHOOK_SIGNATURE'] = self::referenceSignature(isset($secret) ? $secret : $this->secret, $id, $timestamp, $route);
@@ -148,7 +150,7 @@ class EndpointTest extends HostingTaskdTestCase {
     $response = $this->request('hosting/taskd/queue', 'queue');
     $this->assertSame('200 OK', $response['status']);
     $this->assertSame('application/json', $response['type']);
-    $this->assertSame(array('tasks'), array_keys($response['json']));
+    $this->assertSame(array('tasks', 'dispatch', 'queues'), array_keys($response['json']));
 
     $expected = $this->expectedQueue();
     $this->assertSame($expected, $response['json']['tasks']);
@@ -284,6 +286,109 @@ class EndpointTest extends HostingTaskdTestCase {
       $this->assertFalse(drupal_page_is_cacheable());
       $this->assertSame('no-store', drupal_get_http_header('Cache-Control'));
     }
+  }
+
+  /**
+   * A signed request replayed within the window is answered as a duplicate.
+   */
+  public function testReplayIsRefused() {
+    $nid = $this->tasks['queued']['nid'];
+    foreach (array('queue' => 'hosting/taskd/queue', 'task/' . $nid => 'hosting/taskd/task/' . $nid) as $route => $path) {
+      $id = 'svc_replay_' . md5($route);
+      $first = $this->request($path, $route, NULL, NULL, $id);
+      $this->assertSame('200 OK', $first['status'], $route);
+      $this->assertArrayNotHasKey('duplicate', $first['json'], $route);
+      foreach (array(1, 2) as $again) {
+        $replay = $this->request($path, $route, NULL, NULL, $id);
+        $this->assertSame('200 OK', $replay['status'], $route);
+        $this->assertSame(array('duplicate' => TRUE), $replay['json'], $route . ': nothing of the answer is repeated');
+      }
+      // A new id is a new request.
+      $this->assertArrayNotHasKey('duplicate', $this->request($path, $route)['json'], $route);
+    }
+  }
+
+  /**
+   * An unsigned request does not use up a webhook-id.
+   */
+  public function testBadSignatureDoesNotRecordTheId() {
+    $bad = $this->request('hosting/taskd/queue', 'queue', hosting_taskd_generate_secret(), NULL, 'svc_same');
+    $this->assertSame('401 Unauthorized', $bad['status']);
+    $good = $this->request('hosting/taskd/queue', 'queue', NULL, NULL, 'svc_same');
+    $this->assertArrayHasKey('tasks', $good['json']);
+  }
+
+  /**
+   * Seen ids are kept ten minutes, then forgotten.
+   */
+  public function testSeenIdsExpire() {
+    $this->request('hosting/taskd/queue', 'queue', NULL, NULL, 'svc_old');
+    $expires = (int) db_query("SELECT expires FROM {hosting_taskd_seen} WHERE webhook_id = 'svc_old'")->fetchField();
+    $this->assertGreaterThanOrEqual(time() + 600, $expires);
+    $this->assertLessThanOrEqual(time() + 601, $expires);
+    db_query("UPDATE {hosting_taskd_seen} SET expires = :past WHERE webhook_id = 'svc_old'", array(':past' => time() - 1));
+    $this->assertArrayHasKey('tasks', $this->request('hosting/taskd/queue', 'queue', NULL, NULL, 'svc_old')['json']);
+    $this->assertSame(1, (int) db_query('SELECT COUNT(*) FROM {hosting_taskd_seen}')->fetchField(), 'Expired ids are removed.');
+  }
+
+  /**
+   * rid 0 names nothing: left out of both endpoints, as of the webhook.
+   */
+  public function testRidZeroIsLeftOut() {
+    $this->addTask('no_rid', 0, 'verify', 1200);
+    $nid = $this->tasks['no_rid']['nid'];
+    $queue = $this->request('hosting/taskd/queue', 'queue');
+    $listed = array_values(array_filter($queue['json']['tasks'], function ($task) use ($nid) {
+      return $task['nid'] === $nid;
+    }));
+    $this->assertCount(1, $listed);
+    $this->assertArrayNotHasKey('rid', $listed[0]);
+    $task = $this->request('hosting/taskd/task/' . $nid, 'task/' . $nid);
+    $this->assertArrayNotHasKey('rid', $task['json']);
+    $this->assertSame(array('nid', 'vid', 'type', 'status', 'changed', 'executed', 'delta'), array_keys($task['json']));
+  }
+
+  /**
+   * hosting's query alter hooks act on the queue listing as on hosting's own.
+   */
+  public function testQueueHonoursHostingAlterHooks() {
+    $GLOBALS['shim_modules'][] = 'taskd_test';
+    $GLOBALS['taskd_test'] = array('hold_back' => array('migrate'));
+    $listed = array_column($this->request('hosting/taskd/queue', 'queue')['json']['tasks'], 'nid');
+    $this->assertNotContains($this->tasks['oldest']['nid'], $listed, 'The held back migrate task is not listed.');
+    $this->assertContains($this->tasks['processing']['nid'], $listed, 'A processing task is listed whatever the alter hook says.');
+
+    $GLOBALS['taskd_test'] = array('newest_first' => TRUE);
+    $tasks = $this->request('hosting/taskd/queue', 'queue')['json']['tasks'];
+    $queued = array_values(array_filter($tasks, function ($task) {
+      return $task['status'] === HOSTING_TASK_QUEUED;
+    }));
+    $expected = array_values(array_filter($this->expectedQueue(), function ($task) {
+      return $task['status'] === HOSTING_TASK_QUEUED;
+    }));
+    $this->assertSame(array_reverse(array_column($expected, 'nid')), array_column($queued, 'nid'), 'Queued tasks in the order the altered query gives.');
+  }
+
+  /**
+   * The listing gives hosting's other queues as hosting_get_queues() does.
+   */
+  public function testQueueListsHostingQueues() {
+    variable_set('hosting_dispatch_enabled', TRUE);
+    variable_set('hosting_queue_cron_last_run', 1764300000);
+    variable_set('hosting_queue_backup_enabled', 0);
+    // 1,500 sites over a threshold of 100: 15 threads, held to max_threads 12,
+    // so the hourly cron queue runs every ceil(3600 / 12) = 300 s.
+    $GLOBALS['shim_queues'] = array('cron' => array('total_items' => 1500));
+    $response = $this->request('hosting/taskd/queue', 'queue');
+    $this->assertTrue($response['json']['dispatch']);
+    $this->assertSame(array(
+      array('name' => 'cron', 'enabled' => TRUE, 'last' => 1764300000, 'frequency' => 300, 'next' => 1764300300),
+      array('name' => 'backup', 'enabled' => FALSE, 'last' => 0, 'frequency' => 14400, 'next' => 14400),
+    ), $response['json']['queues']);
+    $this->assertNotContains('tasks', array_column($response['json']['queues'], 'name'));
+
+    variable_del('hosting_dispatch_enabled');
+    $this->assertFalse($this->request('hosting/taskd/queue', 'queue')['json']['dispatch'], "drush_hosting_dispatch()'s default.");
   }
 
   /**

@@ -39,19 +39,7 @@ class ScriptsTest extends HostingTaskdTestCase {
    * Runs enqueue.php and returns exit code, standard output and error.
    */
   protected function enqueue(array $env) {
-    $process = proc_open(
-      array(PHP_BINARY, __DIR__ . '/enqueue.php'),
-      array(0 => array('file', '/dev/null', 'r'), 1 => array('pipe', 'w'), 2 => array('pipe', 'w')),
-      $pipes,
-      __DIR__,
-      array_merge(getenv(), array('HOSTING_TASKD_DB' => $this->file), $env)
-    );
-    $stdout = stream_get_contents($pipes[1]);
-    $stderr = stream_get_contents($pipes[2]);
-    fclose($pipes[1]);
-    fclose($pipes[2]);
-    $code = proc_close($process);
-    return array($code, $stdout, $stderr);
+    return self::runPhp('enqueue.php', array(), array('HOSTING_TASKD_DB' => $this->file) + $env);
   }
 
   /**

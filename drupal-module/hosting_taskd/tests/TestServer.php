@@ -145,6 +145,13 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
   protected static $receiverDb;
 
   /**
+   * The file the receiver reads the shared secret from.
+   *
+   * @var string|null
+   */
+  protected static $receiverSecret;
+
+  /**
    * The database file of the current test, if any.
    *
    * @var string|null
@@ -157,6 +164,7 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
   protected function setUp(): void {
     shim_reset();
     shim_drush_reset();
+    hosting_taskd_pending_state(TRUE);
     unset($GLOBALS['shim_db']);
     // Request headers of an earlier test must not sign this one's requests.
     foreach (array_keys($_SERVER) as $key) {
@@ -167,12 +175,63 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
   }
 
   /**
+   * Ends the simulated request: Drupal's shutdown functions, then the module's.
+   *
+   * In a real request PHP calls the function the module registered with
+   * register_shutdown_function(); within one PHPUnit process that cannot be
+   * triggered, so this calls it when the module has registered it, which
+   * tests/hosting-task.php and the FPM test show it does.
+   */
+  protected function endRequest() {
+    _drupal_shutdown_function();
+    $state = &hosting_taskd_pending_state();
+    if ($state['registered']) {
+      hosting_taskd_send_pending();
+    }
+  }
+
+  /**
+   * Runs a PHP script of the tests as a child process.
+   *
+   * @return array
+   *   The exit code, standard output and standard error.
+   */
+  protected static function runPhp($script, array $args, array $env) {
+    $process = proc_open(
+      array_merge(array(PHP_BINARY, __DIR__ . '/' . $script), $args),
+      array(0 => array('file', '/dev/null', 'r'), 1 => array('pipe', 'w'), 2 => array('pipe', 'w')),
+      $pipes,
+      __DIR__,
+      array_merge(getenv(), $env)
+    );
+    $stdout = stream_get_contents($pipes[1]);
+    $stderr = stream_get_contents($pipes[2]);
+    fclose($pipes[1]);
+    fclose($pipes[2]);
+    return array(proc_close($process), $stdout, $stderr);
+  }
+
+  /**
+   * Accepts what is waiting on a listening socket, closes it, and counts.
+   */
+  protected static function countConnections($listener) {
+    $accepted = 0;
+    while ($connection = @stream_socket_accept($listener, 0)) {
+      $accepted++;
+      fclose($connection);
+    }
+    fclose($listener);
+    return $accepted;
+  }
+
+  /**
    * Drops the database of the test.
    */
   protected function tearDown(): void {
     // Nothing may be left to run at the real end of the PHPUnit process.
     $callbacks = &drupal_register_shutdown_function();
     $callbacks = array();
+    hosting_taskd_pending_state(TRUE);
     unset($GLOBALS['shim_db']);
     if ($this->dbFile) {
       @unlink($this->dbFile);
@@ -189,6 +248,7 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
       self::$receiver = NULL;
       @unlink(self::$receiverLog);
       @unlink(self::$receiverDb);
+      @unlink(self::$receiverSecret);
     }
   }
 
@@ -218,12 +278,15 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
   protected function receiver() {
     if (!self::$receiver) {
       self::$receiverLog = tempnam(sys_get_temp_dir(), 'taskd-log');
+      self::$receiverSecret = tempnam(sys_get_temp_dir(), 'taskd-secret');
       self::$receiver = new TestServer(__DIR__ . '/receiver.php', array(
         'RECEIVER_LOG' => self::$receiverLog,
         'RECEIVER_DB' => self::receiverDatabase(),
+        'RECEIVER_SECRET_FILE' => self::$receiverSecret,
       ));
     }
     file_put_contents(self::$receiverLog, '');
+    file_put_contents(self::$receiverSecret, '');
     return self::$receiver->baseUrl;
   }
 
@@ -249,6 +312,8 @@ abstract class HostingTaskdTestCase extends \PHPUnit\Framework\TestCase {
     variable_set('hosting_taskd_url', $this->receiver() . $path);
     variable_set('hosting_taskd_secret', $secret);
     variable_set('hosting_taskd_timeout', 2);
+    // The receiver checks signatures with it, as the service does.
+    file_put_contents(self::$receiverSecret, $secret);
     return $secret;
   }
 

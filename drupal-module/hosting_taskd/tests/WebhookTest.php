@@ -47,7 +47,7 @@ class WebhookTest extends HostingTaskdTestCase {
     $this->assertEmpty($GLOBALS['shim_http_log'], 'Nothing is sent from inside node_save().');
     $this->assertEmpty($this->receivedRequests());
 
-    _drupal_shutdown_function();
+    $this->endRequest();
     $after = time();
 
     $webhooks = $this->webhooks();
@@ -85,7 +85,7 @@ class WebhookTest extends HostingTaskdTestCase {
   public function testTaskWithoutRidIsSentWithoutRid() {
     $this->configureService();
     $task = shim_aegir_add_task(0, 'verify');
-    _drupal_shutdown_function();
+    $this->endRequest();
 
     $webhooks = $this->webhooks();
     $this->assertCount(1, $webhooks);
@@ -102,7 +102,7 @@ class WebhookTest extends HostingTaskdTestCase {
     shim_aegir_add_task($this->site, 'verify');
     shim_aegir_add_task($this->site, 'backup');
     shim_aegir_add_task($this->site, 'login-reset');
-    _drupal_shutdown_function();
+    $this->endRequest();
     $ids = array();
     foreach ($this->webhooks() as $webhook) {
       $ids[] = $webhook['headers']['webhook-id'];
@@ -125,10 +125,11 @@ class WebhookTest extends HostingTaskdTestCase {
     hosting_taskd_node_update($first);
     hosting_taskd_node_update($second);
     $this->assertSame(array($first->nid, $second->nid), hosting_taskd_pending_nids());
-    $callbacks = drupal_register_shutdown_function();
-    $this->assertCount(1, $callbacks, 'One shutdown function for the whole request.');
+    $state = hosting_taskd_pending_state();
+    $this->assertSame(1, $state['registrations'], 'One shutdown function for the whole request.');
+    $this->assertSame(array(), drupal_register_shutdown_function(), 'None in Drupal\'s list, which may already have run.');
 
-    _drupal_shutdown_function();
+    $this->endRequest();
     $nids = array();
     foreach ($this->webhooks() as $webhook) {
       $nids[] = json_decode($webhook['body'], TRUE)['nid'];
@@ -137,7 +138,7 @@ class WebhookTest extends HostingTaskdTestCase {
 
     // Seen again later in the same request: already announced.
     hosting_taskd_node_update($first);
-    _drupal_shutdown_function();
+    $this->endRequest();
     $this->assertCount(2, $this->webhooks());
   }
 
@@ -147,7 +148,7 @@ class WebhookTest extends HostingTaskdTestCase {
   public function testEachHookCollects() {
     $this->configureService();
     foreach (array('hosting_task_update_status', 'node_insert', 'node_update') as $hook) {
-      drupal_static_reset('hosting_taskd_pending');
+      hosting_taskd_pending_state(TRUE);
       $GLOBALS['shim_modules'] = array('hosting', 'hosting_task');
       $task = shim_aegir_add_task($this->site, 'verify');
       $this->assertSame(array(), hosting_taskd_pending_nids(), 'Module hooks not called.');
@@ -179,7 +180,7 @@ class WebhookTest extends HostingTaskdTestCase {
     hosting_taskd_hosting_task_update_status((object) array('nid' => $this->site), NULL);
     $this->assertSame(array($queued->nid), hosting_taskd_pending_nids());
 
-    _drupal_shutdown_function();
+    $this->endRequest();
     $webhooks = $this->webhooks();
     $this->assertCount(1, $webhooks);
     $this->assertSame($queued->nid, json_decode($webhooks[0]['body'], TRUE)['nid']);
@@ -192,7 +193,7 @@ class WebhookTest extends HostingTaskdTestCase {
     $this->configureService();
     $task = shim_aegir_add_task($this->site, 'verify');
     shim_aegir_set_status($task->nid, HOSTING_TASK_PROCESSING);
-    _drupal_shutdown_function();
+    $this->endRequest();
     $this->assertSame(array(), $this->webhooks());
     $this->assertSame(array(), $GLOBALS['shim_http_log']);
   }
@@ -206,7 +207,7 @@ class WebhookTest extends HostingTaskdTestCase {
     $task = shim_aegir_add_task($this->site, 'verify', HOSTING_TASK_ERROR);
     $this->assertSame(array(), hosting_taskd_pending_nids());
     $requeued = shim_aegir_set_status($task->nid, HOSTING_TASK_QUEUED);
-    _drupal_shutdown_function();
+    $this->endRequest();
     $webhooks = $this->webhooks();
     $this->assertCount(1, $webhooks);
     $body = json_decode($webhooks[0]['body'], TRUE);
@@ -225,7 +226,7 @@ class WebhookTest extends HostingTaskdTestCase {
     $task = shim_aegir_add_task($this->site, 'verify');
     $pdo->rollBack();
     $this->assertSame(array($task->nid), hosting_taskd_pending_nids());
-    _drupal_shutdown_function();
+    $this->endRequest();
     $this->assertSame(array(), $this->webhooks());
     $entries = shim_watchdog_entries('hosting_taskd');
     $this->assertCount(1, $entries);
@@ -240,7 +241,7 @@ class WebhookTest extends HostingTaskdTestCase {
     variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
     variable_set('hosting_taskd_secret', $secret);
     $task = shim_aegir_add_task($this->site, 'verify');
-    _drupal_shutdown_function();
+    $this->endRequest();
 
     $entries = shim_watchdog_entries('hosting_taskd');
     $this->assertCount(1, $entries);
@@ -256,7 +257,7 @@ class WebhookTest extends HostingTaskdTestCase {
   public function testErrorAnswerIsLogged() {
     $secret = $this->configureService('/status/500');
     $task = shim_aegir_add_task($this->site, 'verify');
-    _drupal_shutdown_function();
+    $this->endRequest();
 
     $this->assertCount(1, $this->receivedRequests());
     $entries = shim_watchdog_entries('hosting_taskd');
@@ -280,7 +281,7 @@ class WebhookTest extends HostingTaskdTestCase {
     variable_set('hosting_taskd_timeout', 0.5);
     shim_aegir_add_task($this->site, 'verify');
     $started = microtime(TRUE);
-    _drupal_shutdown_function();
+    $this->endRequest();
     $this->assertLessThan(2.5, microtime(TRUE) - $started);
     $entries = shim_watchdog_entries('hosting_taskd');
     $this->assertCount(1, $entries);
@@ -301,7 +302,7 @@ class WebhookTest extends HostingTaskdTestCase {
       $this->configureService();
       variable_del($missing);
       shim_aegir_add_task($this->site, 'verify');
-      _drupal_shutdown_function();
+      $this->endRequest();
       $entries = shim_watchdog_entries('hosting_taskd');
       $this->assertCount(1, $entries, $missing);
       $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity'], $missing);
@@ -318,12 +319,108 @@ class WebhookTest extends HostingTaskdTestCase {
     $this->configureService();
     $task = shim_aegir_add_task($this->site, 'verify');
     shim_db()->exec('DROP TABLE hosting_task');
-    _drupal_shutdown_function();
+    $this->endRequest();
     $entries = shim_watchdog_entries('hosting_taskd');
     $this->assertCount(1, $entries);
     $this->assertSame(WATCHDOG_ERROR, $entries[0]['severity']);
     $this->assertStringContainsString('task ' . $task->nid, $entries[0]['text']);
     $this->assertSame(array(), shim_watchdog_entries('php'));
+  }
+
+  /**
+   * drupal_static_reset() in the middle of a request loses no webhook.
+   */
+  public function testStaticResetKeepsPendingTasks() {
+    $this->configureService();
+    $task = shim_aegir_add_task($this->site, 'verify');
+    drupal_static_reset();
+    $this->assertSame(array($task->nid), hosting_taskd_pending_nids());
+    $this->endRequest();
+    $this->assertCount(1, $this->webhooks());
+  }
+
+  /**
+   * A failed connection writes no variable (core's drupal_http_request() does).
+   */
+  public function testConnectionFailureWritesNoVariable() {
+    variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    shim_aegir_add_task($this->site, 'verify');
+    $GLOBALS['shim_variable_writes'] = array();
+    $this->endRequest();
+    $this->assertCount(1, shim_watchdog_entries('hosting_taskd'), 'The failure is logged.');
+    $this->assertSame(array(), $GLOBALS['shim_variable_writes']);
+    $this->assertNull(variable_get('drupal_http_request_fails'));
+  }
+
+  /**
+   * The first webhook that gets no answer stops the others of the request.
+   */
+  public function testFirstNetworkFailureStopsSending() {
+    $listener = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
+    $name = stream_socket_get_name($listener, FALSE);
+    // Accepts connections (the kernel's backlog) and never answers.
+    variable_set('hosting_taskd_url', 'http://' . $name);
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    variable_set('hosting_taskd_timeout', 0.5);
+    $nids = array();
+    foreach (array('verify', 'backup', 'login-reset') as $type) {
+      $nids[] = shim_aegir_add_task($this->site, $type)->nid;
+    }
+    $started = microtime(TRUE);
+    $this->endRequest();
+    $elapsed = microtime(TRUE) - $started;
+    $this->assertLessThan(0.9, $elapsed, 'One timeout for the whole request, not one per task.');
+    $this->assertGreaterThanOrEqual(0.45, $elapsed);
+
+    $accepted = self::countConnections($listener);
+    $this->assertSame(1, $accepted, 'Only the first webhook was tried.');
+
+    $entries = shim_watchdog_entries('hosting_taskd');
+    $this->assertCount(2, $entries);
+    $this->assertStringContainsString('timed out', $entries[0]['text']);
+    $this->assertStringContainsString($nids[1] . ', ' . $nids[2], $entries[1]['text']);
+    $this->assertStringContainsString('reconciler', $entries[1]['text']);
+  }
+
+  /**
+   * A refused connection stops at once too.
+   */
+  public function testRefusedConnectionStopsSending() {
+    variable_set('hosting_taskd_url', 'http://127.0.0.1:' . TestServer::freePort());
+    variable_set('hosting_taskd_secret', hosting_taskd_generate_secret());
+    shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_add_task($this->site, 'backup');
+    $this->endRequest();
+    $state = hosting_taskd_pending_state();
+    $this->assertCount(1, $state['results'], 'The second task was not tried.');
+    $this->assertSame('the service did not answer', $state['stopped']);
+  }
+
+  /**
+   * An error answer (not a network failure) does not stop the others.
+   */
+  public function testErrorAnswerDoesNotStopSending() {
+    $this->configureService('/status/500');
+    shim_aegir_add_task($this->site, 'verify');
+    shim_aegir_add_task($this->site, 'backup');
+    $this->endRequest();
+    $this->assertCount(2, $this->receivedRequests());
+  }
+
+  /**
+   * A task an alter hook of hosting's query holds back is not announced.
+   */
+  public function testHeldBackTaskIsNotSent() {
+    $this->configureService();
+    $GLOBALS['shim_modules'][] = 'taskd_test';
+    $GLOBALS['taskd_test'] = array('hold_back' => array('backup'));
+    shim_aegir_add_task($this->site, 'backup');
+    $verify = shim_aegir_add_task($this->site, 'verify');
+    $this->endRequest();
+    $webhooks = $this->webhooks();
+    $this->assertCount(1, $webhooks);
+    $this->assertSame($verify->nid, json_decode($webhooks[0]['body'], TRUE)['nid']);
   }
 
   /**

@@ -65,22 +65,25 @@ if ($rid <= 0) {
 }
 $task = shim_aegir_add_task($rid, enqueue_env('HOSTING_TASKD_TASK_TYPE', 'verify'));
 
-// Registered after the module's shutdown function (the hooks above
-// registered it), so PHP runs it once the webhook has been sent.
 register_shutdown_function(function () use ($task) {
+  hosting_taskd_include('tasks');
+  hosting_taskd_include('client');
   $errors = array();
   foreach (shim_watchdog_entries('hosting_taskd') as $entry) {
     if ($entry['severity'] <= WATCHDOG_WARNING) {
       $errors[] = $entry['text'];
     }
   }
+  // Registered after the module's sender (the hooks above registered it), so
+  // PHP runs this once the webhook has been sent.
   $webhooks = array();
-  foreach ($GLOBALS['shim_http_log'] as $request) {
+  $state = &hosting_taskd_pending_state();
+  foreach ($state['results'] as $result) {
     $webhooks[] = array(
-      'url' => $request['url'],
-      'code' => (int) $request['code'],
-      'error' => $request['error'],
-      'data' => $request['data'],
+      'url' => hosting_taskd_service_url() . '/v1/tasks',
+      'code' => (int) $result['code'],
+      'error' => $result['error'],
+      'data' => $result['data'],
     );
   }
   $accepted = count($webhooks) == 1 && $webhooks[0]['code'] >= 200 && $webhooks[0]['code'] < 300;

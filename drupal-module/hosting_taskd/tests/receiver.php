@@ -10,10 +10,15 @@
  * - RECEIVER_DB (optional): the SQLite file the module writes to; for
  *   POST /v1/tasks the live status of the announced nid is looked up in it
  *   and recorded, to show whether the task row was committed on arrival.
+ * - RECEIVER_SECRET_FILE (optional): a file holding the shared secret. When
+ *   it is not empty, POSTs are checked as the service checks its intake:
+ *   the Standard Webhooks signature first (401 when bad), then the body
+ *   (400 {"error":"TASKD_ERR_BAD_REQUEST"} without a positive integer nid).
  *
- * Answers: POST .../v1/tasks 202 {"nid":N,"state":"queued"}; GET .../healthz
- * 200; a path starting /status/NNN/ answers NNN; one starting /slow/ waits
- * three seconds first; anything else 404.
+ * Answers: POST .../v1/tasks 202 {"nid":N,"state":"queued"}; POST
+ * .../v1/tasks/N/stop 202 {"nid":N,"state":"stopping"}; GET .../healthz 200;
+ * a path starting /status/NNN/ answers NNN; one starting /slow/ waits three
+ * seconds first; anything else 404.
  */
 
 $path = (string) parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
@@ -28,11 +33,49 @@ $entry = array(
   'body' => $body,
 );
 
+/**
+ * Tells whether the request carries a good v1 signature over its raw body.
+ */
+function receiver_signed($secret, array $headers, $body) {
+  foreach (array('webhook-id', 'webhook-timestamp', 'webhook-signature') as $name) {
+    if (!isset($headers[$name])) {
+      return FALSE;
+    }
+  }
+  if (abs(time() - (int) $headers['webhook-timestamp']) > 300) {
+    return FALSE;
+  }
+  $key = base64_decode(substr($secret, strlen('whsec_')), TRUE);
+  $expected = base64_encode(hash_hmac('sha256', $headers['webhook-id'] . '.' . $headers['webhook-timestamp'] . '.' . $body, $key, TRUE));
+  foreach (explode(' ', $headers['webhook-signature']) as $candidate) {
+    if (hash_equals('v1,' . $expected, $candidate)) {
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+$secret_file = getenv('RECEIVER_SECRET_FILE');
+$secret = $secret_file ? trim((string) @file_get_contents($secret_file)) : '';
+$data = json_decode($body, TRUE);
+$nid = is_array($data) && isset($data['nid']) ? $data['nid'] : NULL;
+$entry['signed'] = $secret !== '' ? receiver_signed($secret, $headers, $body) : NULL;
+
 $status = 404;
 $answer = array('error' => 'not_found', 'message' => 'No such route.');
-if (preg_match('@/v1/tasks$@', $path) && $method === 'POST') {
-  $data = json_decode($body, TRUE);
-  $nid = is_array($data) && isset($data['nid']) ? $data['nid'] : NULL;
+if ($method === 'POST' && $secret !== '' && !$entry['signed']) {
+  $status = 401;
+  $answer = array('error' => 'TASKD_ERR_UNAUTHORIZED', 'message' => 'Missing or bad signature.');
+}
+elseif (preg_match('@/v1/tasks$@', $path) && $method === 'POST' && $secret !== '' && !(is_int($nid) && $nid > 0)) {
+  $status = 400;
+  $answer = array('error' => 'TASKD_ERR_BAD_REQUEST', 'message' => 'nid: a positive integer is required.');
+}
+elseif (preg_match('@/v1/tasks/([0-9]+)/stop$@', $path, $matches) && $method === 'POST') {
+  $status = 202;
+  $answer = array('nid' => (int) $matches[1], 'state' => 'stopping');
+}
+elseif (preg_match('@/v1/tasks$@', $path) && $method === 'POST') {
   $status = 202;
   $answer = array('nid' => $nid, 'state' => 'queued');
 
