@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { z } from 'zod';
 import { readOutcome, type AttemptVerdict } from './attempt.js';
-import type { Frontend } from './frontend.js';
+import { AegirStatus, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath } from './runner.js';
 import { newTask, type EndState, type Logger, type Task } from './task.js';
@@ -35,10 +35,6 @@ export interface AdoptionTarget {
   repeat(ms: number, tick: () => void): { cancel(): boolean };
 }
 
-/** What the scheduler's adopt() accepts; the scheduler itself is one. */
-export interface Adopter {
-  adopt(record: AdoptionRecord): Promise<boolean>;
-}
 
 const runRecordSchema = z.object({
   nid: z.number().int().positive(),
@@ -52,43 +48,71 @@ const runRecordSchema = z.object({
   attempts: z.number().int().optional(),
 });
 
-/**
- * Children outlive the service (a restart must never kill a running drush). At start-up every
- * <nid>.pid left behind is read with its <nid>.run.json: a live child is adopted, a dead one's
- * files are removed.
- */
-export async function adoptSurvivingChildren(logDir: string, scheduler: Adopter, log: Logger): Promise<number[]> {
-  const adopted: number[] = [];
-  const names = (await fs.readdir(logDir)).filter((name) => /^\d+\.pid$/.test(name));
-  for (const name of names) {
-    const nid = Number(name.slice(0, -'.pid'.length));
-    const pidFile = pidFilePath(logDir, nid);
-    const runFile = runFilePath(logDir, nid);
-    const running = await readPidFile(pidFile);
-    let record;
-    try {
-      record = runRecordSchema.parse(JSON.parse(await fs.readFile(runFile, 'utf8')));
-    } catch (error) {
-      record = null;
-      log.warn({ nid, err: (error as Error).message }, 'no readable run record beside the pid file; adopting with what the pid file says');
-    }
-    if (running && (await scheduler.adopt({ ...(record ?? { startedAt: Date.now() }), nid, pid: running.pid, processStart: running.processStart }))) {
-      adopted.push(nid);
-    } else {
-      await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]);
-    }
-  }
-  return adopted;
+/** A <nid>.pid left behind by a run of the service, with its <nid>.run.json when that can be read. */
+export interface Survivor {
+  nid: number;
+  /** Null when the pid file cannot be read. */
+  pid: number | null;
+  processStart: string | null;
+  record: z.output<typeof runRecordSchema> | null;
 }
 
 /**
- * Takes back a child that a previous run of the service started and that is still alive:
- * it shows as running, holds its lane and a concurrency slot, and its outcome is read when it ends.
+ * Children outlive the service (a restart must never kill a running drush): every <nid>.pid left
+ * behind is read with its <nid>.run.json, for start-up to decide on each.
  */
-export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord): Promise<boolean> {
-  if (!(await isRunning(record.pid))) return false;
-  if (record.processStart !== null && (await readProcessStartTime(record.pid)) !== record.processStart) return false;
-  if (target.registry.active(record.nid)) return false;
+export async function readSurvivors(logDir: string, log: Logger): Promise<Survivor[]> {
+  const survivors: Survivor[] = [];
+  const names = (await fs.readdir(logDir)).filter((name) => /^\d+\.pid$/.test(name));
+  for (const name of names) {
+    const nid = Number(name.slice(0, -'.pid'.length));
+    const running = await readPidFile(pidFilePath(logDir, nid));
+    let record = null;
+    try {
+      record = runRecordSchema.parse(JSON.parse(await fs.readFile(runFilePath(logDir, nid), 'utf8')));
+    } catch (error) {
+      log.warn({ nid, err: (error as Error).message }, 'no readable run record beside the pid file; going by what the pid file says');
+    }
+    survivors.push({ nid, pid: running?.pid ?? null, processStart: running?.processStart ?? null, record });
+  }
+  return survivors;
+}
+
+export async function removeRunFiles(logDir: string, nid: number): Promise<void> {
+  await Promise.all([fs.rm(pidFilePath(logDir, nid), { force: true }), fs.rm(runFilePath(logDir, nid), { force: true })]);
+}
+
+/** Whether the process a pid file names still runs: the same pid, started at the same kernel time. */
+export async function survivorAlive(pid: number, processStart: string | null): Promise<boolean> {
+  if (!(await isRunning(pid))) return false;
+  return processStart === null || (await readProcessStartTime(pid)) === processStart;
+}
+
+export type AdoptionResult = 'adopted' | 'gone' | 'active' | 'not_processing';
+
+/**
+ * Takes back a child that a previous run of the service started and that is still alive: it shows
+ * as running, holds its lane and a concurrency slot, and its outcome is read when it ends. With a
+ * frontend, only a child whose nid Aegir shows processing (at the revision it was started on, or a
+ * newer one: hosting-task saves a new revision as it claims the task) is ours to take back; a pid
+ * file left in a shared folder by another service names something else. An unreachable frontend
+ * does not stop it: a live drush of a site must hold that site's lane.
+ */
+export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord): Promise<AdoptionResult> {
+  if (!(await survivorAlive(record.pid, record.processStart))) return 'gone';
+  if (target.registry.active(record.nid)) return 'active';
+  if (target.frontend) {
+    try {
+      const aegir = await target.frontend.getTask(record.nid);
+      const revisionOk = record.vid == null || aegir?.vid == null || aegir.vid >= record.vid;
+      if (aegir === null || aegir.status !== AegirStatus.processing || !revisionOk) {
+        target.log.warn({ nid: record.nid, pid: record.pid, aegirStatus: aegir?.status ?? null, aegirVid: aegir?.vid ?? null, runVid: record.vid ?? null }, 'not adopting a live child: Aegir does not show its task processing');
+        return 'not_processing';
+      }
+    } catch (error) {
+      target.log.warn({ nid: record.nid, pid: record.pid, err: (error as Error).message }, 'could not ask Aegir about a live child; adopting it so that its lane stays held');
+    }
+  }
   const task = newTask(
     {
       nid: record.nid,
@@ -117,7 +141,7 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
       void finishAdopted(target, task);
     });
   });
-  return true;
+  return 'adopted';
 }
 
 async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
+import { Journal } from './journal.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
@@ -30,6 +31,7 @@ export interface TaskdContext {
   metrics: Metrics;
   replay: ReplayCache<number>;
   lifecycle: { closing: boolean };
+  journal: Journal | null;
 }
 
 declare module 'fastify' {
@@ -51,6 +53,8 @@ export interface AppOptions {
   retryDelaysMs?: number[];
   loadAverage?: () => number;
   defaultMetrics?: boolean;
+  /** Journal every accepted task in TASKD_STATE_DIR (the entry point does, with TASKD_JOURNAL); tests that build an app leave it off. */
+  journal?: boolean;
 }
 
 /** Redaction for every log line: no header that can carry a credential is ever written. */
@@ -97,7 +101,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     (config.frontendUrl !== undefined && config.secrets[0] ? new HttpFrontend({ baseUrl: config.frontendUrl, key: config.secrets[0].key }) : null);
   let scheduler!: Scheduler;
   const metrics = createMetrics(() => scheduler.stats(), options.defaultMetrics ?? true);
+  const journal =
+    options.journal && config.journal !== 'off'
+      ? new Journal({ dir: config.stateDir, mode: config.journal, log: app.log, snapshot: () => scheduler.journalEntries() })
+      : null;
   scheduler = new Scheduler({
+    journal: journal ?? undefined,
     config,
     env: options.env,
     metrics,
@@ -108,7 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
 
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
+  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -124,6 +133,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reconciler?.stop();
     scheduler.close();
     await frontend?.close();
+    journal?.close();
     logDestination?.close();
   });
 

@@ -18,6 +18,8 @@ export interface AttemptContext {
   retryDelaysMs: readonly number[];
   /** True once the service is closing: from then on nothing starts. */
   closing(): boolean;
+  /** Writes the task's state to the journal; a failure is logged there, and the attempt goes on. */
+  persist(task: Task): void;
 }
 
 /**
@@ -75,6 +77,10 @@ export class Attempt {
     if (this.cancelRequested) return end('cancelled', Date.now(), 'removed by an operator before it started');
     if (ctx.closing()) return { kind: 'unstarted' };
     task.attempts += 1;
+    task.exitCode = null;
+    task.signal = null;
+    // Before the hand-off: after a crash, a starting task with no pid file is known never to have run.
+    ctx.persist(task);
     let run: StartedRun;
     try {
       run = await startRun(
@@ -91,6 +97,11 @@ export class Attempt {
             task.state = 'running';
             task.pid = pid;
             task.startedAt = startedAt;
+          },
+          onExit: ({ commandRan, exitCode, signal }) => {
+            task.exitCode = exitCode;
+            task.signal = signal;
+            if (commandRan) ctx.persist(task);
           },
         },
         ctx.warmGates,

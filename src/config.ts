@@ -68,6 +68,8 @@ export const settings = [
   { key: 'diskPath', env: 'TASKD_DISK_PATH', flag: 'disk-path', default: '/var/aegir', help: 'The folder whose filesystem TASKD_MIN_FREE_DISK watches (where backups and platforms are written).' },
   { key: 'pauseFile', env: 'TASKD_PAUSE_FILE', flag: 'pause-file', default: '', help: 'While this file exists no task starts (a maintenance window a script can open and close; empty: off).' },
   { key: 'logDir', env: 'TASKD_LOG_DIR', flag: 'log-dir', default: '', help: 'Folder for per-task output (<nid>.log) and pid files (<nid>.pid). Default: aegir-taskd-<uid> in the temp dir.' },
+  { key: 'stateDir', env: 'TASKD_STATE_DIR', flag: 'state-dir', default: '', help: 'Folder for the journal of the queue and the history (journal.jsonl). Default: state/ in TASKD_LOG_DIR.' },
+  { key: 'journal', env: 'TASKD_JOURNAL', flag: 'journal', default: 'write', help: 'write: every accepted task is in the kernel before it is answered (survives a crash of the service); fsync: on the disk (survives a power loss, costs a flush per change); off: nothing survives a restart.' },
   { key: 'logRetentionMs', env: 'TASKD_LOG_RETENTION', flag: 'log-retention', default: '30', help: 'Days to keep the output of ended tasks in TASKD_LOG_DIR (0: keep forever).' },
   { key: 'shutdownGraceMs', env: 'TASKD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30', help: 'Seconds to let running tasks finish on SIGTERM before exiting (they keep running).' },
   { key: 'rateLimit', env: 'TASKD_RATE_LIMIT', flag: 'rate-limit', default: '6000', help: 'Intake requests per client per minute (0: off).' },
@@ -173,6 +175,8 @@ const configSchema = z.object({
   diskPath: z.string().min(1, 'expected a folder').transform((d) => path.resolve(d)),
   pauseFile: z.string().transform((f) => (f.trim() === '' ? undefined : path.resolve(f))),
   logDir: z.string().transform((d) => path.resolve(d === '' ? path.join(os.tmpdir(), `aegir-taskd-${process.getuid?.() ?? 'user'}`) : d)),
+  stateDir: z.string().transform((d) => (d.trim() === '' ? undefined : path.resolve(d))),
+  journal: z.enum(['write', 'fsync', 'off'], { error: 'expected write, fsync or off' }),
   logRetentionMs: z.coerce.number({ error: 'expected a number of days' }).min(0, 'expected 0 (keep forever) or more days').transform((d) => Math.round(d * 86_400_000)),
   shutdownGraceMs: seconds(0),
   rateLimit: integer(0, 1_000_000_000),
@@ -181,7 +185,7 @@ const configSchema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 } satisfies Record<SettingKey, z.ZodType>);
 
-export type Config = z.output<typeof configSchema>;
+export type Config = Omit<z.output<typeof configSchema>, 'stateDir'> & { stateDir: string };
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -238,7 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<Setting
     const shown = setting.key === 'secrets' || setting.key === 'adminToken' ? '' : ` (got ${JSON.stringify(raw[setting.key])})`;
     throw new ConfigError(`${source}: ${issue.message}${shown}`);
   }
-  return result.data;
+  return { ...result.data, stateDir: result.data.stateDir ?? path.join(result.data.logDir, 'state') };
 }
 
 /** What is switched off, for the start-up log, so an operator sees at once why e.g. webhooks get 401. */

@@ -22,6 +22,7 @@ export const errorCatalog = {
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in the retry-after header.' },
   SHUTTING_DOWN: { status: 503, message: 'The service is shutting down; the reconciler will pick the task up after restart.' },
   NOT_READY: { status: 503, message: 'The service is not ready.' },
+  JOURNAL_UNAVAILABLE: { status: 503, message: 'The task could not be written to the journal (a full disk?), so it was not accepted; nothing accepted before is lost.' },
   FRONTEND_FAILED: { status: 502, message: 'The frontend did not answer as expected.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -35,6 +35,8 @@ export interface RunSpec {
   meta: Record<string, unknown>;
   /** Called in the same turn as the process is handed its task, before startRun resolves. */
   onStarted?: ((pid: number, startedAt: number) => void) | undefined;
+  /** Called once the process has exited and whether the command ran is known, before its pid file is removed. */
+  onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => void) | undefined;
 }
 
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
@@ -272,6 +274,8 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
     // never ran, whatever the exit code or signal (a gate killed before it read its task, a stale file
     // of an earlier attempt with another pid).
     const commandRan = pid !== null && (await readPidFile(pidFile))?.pid === pid;
+    // Recorded while the pid file still says the command ran: a crash from here on cannot make it look unstarted.
+    spec.onExit?.({ commandRan, exitCode: result.exitCode ?? null, signal: result.signal ?? null });
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
     await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);

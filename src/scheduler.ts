@@ -1,4 +1,4 @@
-import { adoptChild, type AdoptionRecord, type AdoptionTarget } from './adoption.js';
+import { adoptChild, type AdoptionRecord, type AdoptionResult, type AdoptionTarget } from './adoption.js';
 import { Admission, waitingForVerdict, type WaitingFor } from './admission.js';
 import { Attempt, countFrontendError, type AttemptContext, type AttemptVerdict } from './attempt.js';
 import type { Config } from './config.js';
@@ -45,6 +45,13 @@ export interface SchedulerOptions {
   adoptionPollMs?: number;
   /** How soon a start held back by the load limit is tried again. */
   gateRecheckMs?: number;
+  /** Where every change that matters after a restart is written; none: nothing survives one. */
+  journal?: TaskJournal | undefined;
+}
+
+/** What the scheduler writes to: a task as it is now, and whether it is stuck. */
+export interface TaskJournal {
+  record(task: Task, stuck?: boolean): void;
 }
 
 type EndVerdict = Extract<AttemptVerdict, { kind: 'end' }>;
@@ -60,6 +67,7 @@ export class Scheduler {
   readonly #metrics: Metrics;
   readonly #frontend: Frontend | undefined;
   readonly #registry: TaskRegistry;
+  readonly #journal: TaskJournal | undefined;
   readonly #lanes = new LaneQueue<Task>();
   readonly #admission: Admission;
   readonly #attemptContext: AttemptContext;
@@ -79,6 +87,7 @@ export class Scheduler {
     this.#metrics = options.metrics;
     this.#frontend = options.frontend;
     this.#registry = new TaskRegistry(config.historySize);
+    this.#journal = options.journal;
     this.#admission = new Admission({ limits: config, loadAverage: options.loadAverage, loadRecheckMs: options.gateRecheckMs });
     const childEnv = childEnvironment(options.env);
     this.#attemptContext = {
@@ -90,6 +99,7 @@ export class Scheduler {
       log: options.log,
       retryDelaysMs: options.retryDelaysMs ?? [5_000, 20_000],
       closing: () => this.#admission.closing,
+      persist: (task) => this.#persist(task),
     };
     this.#adoption = {
       registry: this.#registry,
@@ -123,7 +133,10 @@ export class Scheduler {
     const existing = this.#registry.active(input.nid);
     if (existing) {
       if (input.confirmedAt !== null && existing.state === 'queued') existing.confirmedAt = Math.max(existing.confirmedAt ?? 0, input.confirmedAt);
-      if (existing.lane === null && input.rid) this.#learnLane(existing, input.rid);
+      if (existing.lane === null && input.rid) {
+        this.#learnLane(existing, input.rid);
+        this.#persist(existing);
+      }
       this.#metrics.duplicates.inc({ reason: 'nid_active' });
       return { task: existing, duplicate: true };
     }
@@ -152,8 +165,17 @@ export class Scheduler {
       },
       now,
     );
+    // Accepted only once it is in the journal: this throws JournalWriteError, and nothing is queued.
+    this.#journal?.record(task);
     this.#registry.activate(task);
     this.#metrics.tasksReceived.inc({ source: input.source });
+    this.#enqueue(task);
+    this.#pump();
+    return { task, duplicate: false };
+  }
+
+  /** Places a queued task in its lane, or has its rid looked up first. */
+  #enqueue(task: Task): void {
     if (task.rid !== null) {
       this.#lanes.place(task, laneKeyFor(task.rid, task.nid));
     } else if (this.#frontend) {
@@ -163,8 +185,36 @@ export class Scheduler {
     } else {
       this.#lanes.place(task, `nid:${task.nid}`);
     }
+  }
+
+  // ---- after a restart (decided in recovery.ts) ---------------------------
+
+  /** A task the journal had queued comes back in its lane, with its attempts and a retry still due; Aegir is asked again before it starts. */
+  restoreQueued(task: Task, now = Date.now()): void {
+    const changed = task.state !== 'queued';
+    Object.assign(task, { state: 'queued', pid: null, confirmedAt: null, lane: null });
+    this.#registry.activate(task);
+    if (changed) this.#persist(task);
+    if (task.retryAt !== null && task.retryAt > now && task.rid !== null) {
+      this.#lanes.hold(task, laneKeyFor(task.rid, task.nid));
+      this.#waitForRetry(task, task.retryAt - now);
+    } else {
+      task.retryAt = null;
+      this.#enqueue(task);
+    }
     this.#pump();
-    return { task, duplicate: false };
+  }
+
+  /** An ended task goes back into the history; one whose end this restart decided is journaled as such. */
+  restoreEnded(task: Task, stuck: boolean, decidedNow = false): void {
+    this.#registry.restoreEnded(task);
+    if (stuck) this.#registry.markStuck(task);
+    if (decidedNow) this.#persist(task, stuck);
+  }
+
+  /** Every entry a compacted journal holds. */
+  journalEntries() {
+    return this.#registry.journalEntries();
   }
 
   // ---- operator controls -------------------------------------------------
@@ -288,9 +338,10 @@ export class Scheduler {
 
   correctOutcome(task: Task, aegir: AegirTask | null): void {
     correctOutcome(this.#registry, this.#log, task, aegir);
+    if (this.#registry.ended(task.nid) === task) this.#persist(task, this.#registry.isStuck(task.nid));
   }
 
-  adopt(record: AdoptionRecord): Promise<boolean> {
+  adopt(record: AdoptionRecord): Promise<AdoptionResult> {
     return adoptChild(this.#adoption, record);
   }
 
@@ -449,6 +500,7 @@ export class Scheduler {
     task.state = 'queued';
     task.message = 'not started: the service was stopping';
     this.#lanes.requeueHolder(task);
+    this.#persist(task);
     this.#notifyIfIdle();
   }
 
@@ -460,6 +512,7 @@ export class Scheduler {
     task.state = 'queued';
     task.rid = rid;
     this.#lanes.place(task, laneKeyFor(rid, task.nid));
+    this.#persist(task);
     this.#notifyIfIdle();
     this.#pump();
   }
@@ -470,15 +523,20 @@ export class Scheduler {
     task.retryAt = Date.now() + delay;
     task.message = `still queued in Aegir after attempt ${task.attempts}; retrying in ${delay / 1000}s`;
     this.#log.warn({ nid: task.nid, attempt: task.attempts, delayMs: delay }, 'task still queued in Aegir after its run; retrying');
-    // The task keeps holding its lane: later tasks of the same site must not overtake it.
+    this.#persist(task);
+    this.#waitForRetry(task, delay);
+    this.#notifyIfIdle();
+    this.#pump();
+  }
+
+  /** The task keeps holding its lane until its retry is due: later tasks of the same site must not overtake it. */
+  #waitForRetry(task: Task, delay: number): void {
     this.#later(delay, () => {
       if (!this.#registry.isCurrent(task) || task.state !== 'queued') return;
       task.retryAt = null;
       // Re-entering the lane puts it back at its head (it is the oldest), ready for the next pump.
       if (this.#lanes.requeueHolder(task)) this.#pump();
     });
-    this.#notifyIfIdle();
-    this.#pump();
   }
 
   #holdRunning(task: Task): void {
@@ -486,6 +544,7 @@ export class Scheduler {
     this.#registry.orphans.delete(task.nid);
     this.#lanes.hold(task, task.lane!);
     this.#registry.slots.add(task);
+    this.#persist(task);
   }
 
   #finish(task: Task, verdict: EndVerdict): void {
@@ -503,9 +562,20 @@ export class Scheduler {
     task.state = state;
     task.endedAt = endedAt;
     this.#registry.retire(task);
+    this.#persist(task, state === 'stuck');
     this.#metrics.tasksEnded.inc({ outcome: state });
     const level = state === 'succeeded' || state === 'cancelled' ? 'info' : 'warn';
     this.#log[level]({ nid: task.nid, lane: task.lane, state, exitCode: task.exitCode, message: task.message }, 'task ended');
+  }
+
+  /** Journals a change after the fact: the change stands whether or not the write works, so a failure is only logged. */
+  #persist(task: Task, stuck = false): void {
+    if (!this.#journal) return;
+    try {
+      this.#journal.record(task, stuck);
+    } catch (error) {
+      this.#log.error({ nid: task.nid, state: task.state, err: (error as Error).message }, 'could not write the task to the journal');
+    }
   }
 
   #notifyIfIdle(): void {

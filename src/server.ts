@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { adoptSurvivingChildren } from './adoption.js';
+import path from 'node:path';
 import { buildApp, type AppOptions } from './app.js';
 import { describeDisabledFeatures, type Config } from './config.js';
+import { JOURNAL_FILE, readJournal } from './journal.js';
+import { recover } from './recovery.js';
 import { scheduleLogPruning } from './log-retention.js';
 import { prepareLogDir } from './runner.js';
 
@@ -11,13 +13,21 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-/** Builds the app, re-adopts surviving children, listens, starts reconciling. */
+/** Builds the app, brings back what the journal and the surviving children hold, listens, starts reconciling. */
 export async function startServer(config: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
   await prepareLogDir(config.logDir);
-  const app = await buildApp({ ...options, config });
+  // Read before anything is appended; an unreadable journal stops start-up here with one line (JournalError).
+  const journalContents = config.journal === 'off' ? null : readJournal(path.join(config.stateDir, JOURNAL_FILE));
+  const app = await buildApp({ journal: true, ...options, config });
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
+  if (journalContents?.tornTail) app.log.warn({ file: app.taskd.journal?.file }, 'ignored the last journal record: a crash cut it short before it was answered for');
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
-  const adopted = await adoptSurvivingChildren(config.logDir, app.taskd.scheduler, app.log);
+  const recovered = await recover({ journal: journalContents, logDir: config.logDir, scheduler: app.taskd.scheduler, log: app.log, frontendConfigured: app.taskd.frontend !== null });
+  app.taskd.journal?.startCompacting();
+  const adopted = recovered.adopted;
+  if (recovered.queued.length + recovered.ended.length + recovered.leftAlone.length > 0) {
+    app.log.info({ queued: recovered.queued, ended: recovered.ended, leftAlone: recovered.leftAlone }, 'brought back what the journal held');
+  }
   const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.isActive(nid), app.log);
   app.addHook('onClose', async () => stopPruning());
   const address = await app.listen({ host: config.host, port: config.port });

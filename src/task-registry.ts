@@ -70,6 +70,16 @@ export class TaskRegistry {
     this.slots.delete(task);
     if (this.#active.get(task.nid) !== task) return;
     this.#active.delete(task.nid);
+    this.#file(task);
+  }
+
+  /** Puts an ended task read back from the journal at the newest end of the history. */
+  restoreEnded(task: Task): void {
+    this.#active.delete(task.nid);
+    this.#file(task);
+  }
+
+  #file(task: Task): void {
     this.#history.set(task.nid, task);
     this.#order.push(task);
     while (this.#history.size > this.historySize) {
@@ -96,6 +106,16 @@ export class TaskRegistry {
       const t = this.#order[i]!;
       if (this.#history.get(t.nid) === t) yield t;
     }
+  }
+
+  isStuck(nid: number): boolean {
+    return this.#stuck.has(nid);
+  }
+
+  /** Everything a compacted journal must hold: the history oldest first, then every active task. */
+  *journalEntries(): Generator<{ task: Task; stuck?: boolean }> {
+    for (const task of this.endedOldestFirst()) yield this.#stuck.has(task.nid) ? { task, stuck: true } : { task };
+    yield* [...this.#active.values()].map((task) => ({ task }));
   }
 
   markStuck(task: Task): void {

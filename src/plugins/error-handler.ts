@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { TaskdError, toErrorBody } from '../errors.js';
+import { JournalWriteError } from '../journal.js';
 
 /** Fastify's own errors that reach clients, in our vocabulary. */
 const FASTIFY_CODES: Record<string, () => TaskdError> = {
@@ -13,6 +14,7 @@ const FASTIFY_CODES: Record<string, () => TaskdError> = {
 
 export function toTaskdError(error: unknown): TaskdError {
   if (error instanceof TaskdError) return error;
+  if (error instanceof JournalWriteError) return new TaskdError('JOURNAL_UNAVAILABLE');
   const err = error as FastifyError;
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issues = err.validation.map((v) => ({

@@ -1,0 +1,184 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { z } from 'zod';
+import { TASK_STATES, type Logger, type Task } from './task.js';
+
+export const JOURNAL_FILE = 'journal.jsonl';
+
+/** How far a record is taken before an intake is answered: the kernel (survives a crash of the service) or the disk (survives a power loss). */
+export type JournalMode = 'write' | 'fsync';
+
+/** One line of the journal: a task as it is now, and whether repeated runs left it stuck. */
+export interface JournalEntry {
+  task: Task;
+  stuck?: boolean;
+}
+
+/** What start-up reads back: the last entry of every nid, oldest write first. */
+export interface JournalContents {
+  entries: JournalEntry[];
+  /** Lines that were read, and whether the last one was torn by a crash mid-write and ignored. */
+  lines: number;
+  tornTail: boolean;
+}
+
+const nullableInt = z.number().int().nullable();
+const taskSchema = z.object({
+  nid: z.number().int().positive(),
+  rid: nullableInt,
+  type: z.string().nullable(),
+  vid: nullableInt,
+  changed: nullableInt,
+  lane: z.string().nullable(),
+  state: z.enum(TASK_STATES),
+  source: z.enum(['webhook', 'operator', 'reconcile', 'adopted']),
+  receivedAt: z.number(),
+  confirmedAt: z.number().nullable(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  attempts: z.number().int().nonnegative(),
+  exitCode: nullableInt,
+  signal: z.string().nullable(),
+  aegirStatus: nullableInt,
+  outcomeConfirmed: z.boolean().nullable(),
+  message: z.string().nullable(),
+  pid: nullableInt,
+  retryAt: z.number().nullable(),
+  orderKey: z.number(),
+});
+const entrySchema = z.object({ task: taskSchema, stuck: z.boolean().optional() });
+
+/** The journal cannot be read: start-up stops with one line that says what to do. */
+export class JournalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'JournalError';
+  }
+}
+
+/** A record could not be handed to the kernel (a full disk, a read-only folder): nothing was accepted. */
+export class JournalWriteError extends Error {
+  constructor(override readonly cause: Error) {
+    super(`the journal could not be written: ${cause.message}`);
+    this.name = 'JournalWriteError';
+  }
+}
+
+export function readJournal(file: string): JournalContents {
+  let text: string;
+  try {
+    // A device or a fifo in its place would be read for ever.
+    if (!fs.statSync(file).isFile()) throw new Error('it is not a regular file');
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], lines: 0, tornTail: false };
+    throw new JournalError(`${file} cannot be read (${(error as Error).message}); fix its permissions, or move it aside (mv ${file} ${file}.bad) to start with an empty queue`);
+  }
+  const lines = text.split('\n');
+  // A crash mid-write leaves a last line without its line break: that record was never answered for.
+  const tornTail = lines.pop() !== '';
+  const latest = new Map<number, JournalEntry>();
+  lines.forEach((line, index) => {
+    let entry: JournalEntry;
+    try {
+      entry = entrySchema.parse(JSON.parse(line)) as JournalEntry;
+    } catch (error) {
+      const why = error instanceof z.ZodError ? (error.issues[0]?.message ?? 'invalid') : (error as Error).message;
+      throw new JournalError(`${file} line ${index + 1} is not a journal record (${why}); move it aside (mv ${file} ${file}.bad) to start with an empty queue, then check what it held`);
+    }
+    // Last write wins, and takes its place at the end: replaying keeps the order tasks last changed in.
+    latest.delete(entry.task.nid);
+    latest.set(entry.task.nid, entry);
+  });
+  return { entries: [...latest.values()], lines: lines.length, tornTail };
+}
+
+export interface JournalOptions {
+  dir: string;
+  mode: JournalMode;
+  log: Logger;
+  /** Every entry that must survive a compaction: the queue, the tasks that run, the history, the stuck ones. */
+  snapshot: () => Iterable<JournalEntry>;
+  /** Compacts once the file has grown past this many bytes and twice its last compacted size. */
+  compactAtBytes?: number;
+}
+
+/**
+ * The queue's way back after a restart: an append-only file of task snapshots, one JSON line per
+ * change that matters (accepted, starting, back in the queue, ended). Appends are synchronous, so a
+ * record is in the kernel before the intake that caused it is answered; the queue itself is never
+ * read from here. Compaction rewrites it atomically from the live state, so its size follows the
+ * queue and the history, not the uptime.
+ */
+export class Journal {
+  readonly file: string;
+  readonly #options: JournalOptions;
+  readonly #minCompactBytes: number;
+  #fd: number;
+  #bytes: number;
+  #compactAt: number;
+  #compactPending = false;
+  /** Off until start-up has restored everything: a compaction before that would lose what is not back yet. */
+  #compacting = false;
+
+  constructor(options: JournalOptions) {
+    this.#options = options;
+    this.file = path.join(options.dir, JOURNAL_FILE);
+    fs.mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    this.#fd = fs.openSync(this.file, 'a', 0o600);
+    this.#bytes = fs.fstatSync(this.#fd).size;
+    this.#minCompactBytes = options.compactAtBytes ?? 4 * 1024 * 1024;
+    this.#compactAt = Math.max(this.#minCompactBytes, 2 * this.#bytes);
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Hands one entry to the kernel (and to the disk in fsync mode); throws JournalWriteError when it cannot. */
+  record(task: Task, stuck = false): void {
+    const line = `${JSON.stringify(stuck ? { task, stuck } : { task })}\n`;
+    try {
+      fs.writeSync(this.#fd, line);
+      if (this.#options.mode === 'fsync') fs.fdatasyncSync(this.#fd);
+    } catch (error) {
+      throw new JournalWriteError(error as Error);
+    }
+    this.#bytes += Buffer.byteLength(line);
+    if (this.#compacting && this.#bytes >= this.#compactAt && !this.#compactPending) {
+      this.#compactPending = true;
+      // Not in the request that crossed the line: its answer must not wait for a rewrite.
+      setImmediate(() => this.compact());
+    }
+  }
+
+  /** Rewrites the journal from the live state: a new file renamed over the old one, so a crash leaves one or the other. */
+  compact(): void {
+    this.#compactPending = false;
+    let text = '';
+    for (const { task, stuck } of this.#options.snapshot()) text += `${JSON.stringify(stuck ? { task, stuck } : { task })}\n`;
+    try {
+      writeFileAtomic.sync(this.file, text, { mode: 0o600, fsync: true });
+    } catch (error) {
+      // The old file is whole and still appended to: try again once it has grown further.
+      this.#compactAt = this.#bytes + this.#minCompactBytes;
+      this.#options.log.error({ err: (error as Error).message, file: this.file }, 'could not compact the journal');
+      return;
+    }
+    fs.closeSync(this.#fd);
+    this.#fd = fs.openSync(this.file, 'a', 0o600);
+    this.#bytes = Buffer.byteLength(text);
+    this.#compactAt = Math.max(this.#minCompactBytes, 2 * this.#bytes);
+  }
+
+  /** Compacts now (dropping what start-up read and superseded, a torn last line included) and from now on whenever it has grown. */
+  startCompacting(): void {
+    this.#compacting = true;
+    this.compact();
+  }
+
+  close(): void {
+    fs.closeSync(this.#fd);
+  }
+}
