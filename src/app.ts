@@ -103,7 +103,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const metrics = createMetrics(() => scheduler.stats(), options.defaultMetrics ?? true);
   const journal =
     options.journal && config.journal !== 'off'
-      ? new Journal({ dir: config.stateDir, mode: config.journal, log: app.log, snapshot: () => scheduler.journalEntries() })
+      ? new Journal({ dir: config.stateDir, mode: config.journal, log: app.log, snapshot: () => scheduler.journalEntries(), compactAtBytes: config.journalCompactBytes })
       : null;
   scheduler = new Scheduler({
     journal: journal ?? undefined,

@@ -126,6 +126,8 @@ export class Journal {
     this.#options = options;
     this.file = path.join(options.dir, JOURNAL_FILE);
     fs.mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    // What a compaction killed half way left behind: the journal itself is whole either way.
+    for (const name of fs.readdirSync(options.dir)) if (name.startsWith(`${JOURNAL_FILE}.`)) fs.rmSync(path.join(options.dir, name), { force: true });
     this.#fd = fs.openSync(this.file, 'a', 0o600);
     this.#bytes = fs.fstatSync(this.#fd).size;
     this.#minCompactBytes = options.compactAtBytes ?? 4 * 1024 * 1024;
@@ -138,14 +140,21 @@ export class Journal {
 
   /** Hands one entry to the kernel (and to the disk in fsync mode); throws JournalWriteError when it cannot. */
   record(task: Task, stuck = false): void {
-    const line = `${JSON.stringify(stuck ? { task, stuck } : { task })}\n`;
+    const line = Buffer.from(`${JSON.stringify(stuck ? { task, stuck } : { task })}\n`);
     try {
-      fs.writeSync(this.#fd, line);
+      // A nearly full disk takes part of a write and refuses the rest: loop, then fail on the refusal.
+      for (let written = 0; written < line.length; ) written += fs.writeSync(this.#fd, line, written);
       if (this.#options.mode === 'fsync') fs.fdatasyncSync(this.#fd);
     } catch (error) {
+      // Cut the part that did get in, or every later record would follow a torn line.
+      try {
+        fs.ftruncateSync(this.#fd, this.#bytes);
+      } catch {
+        /* the next start reads a torn last line, which it ignores */
+      }
       throw new JournalWriteError(error as Error);
     }
-    this.#bytes += Buffer.byteLength(line);
+    this.#bytes += line.length;
     if (this.#compacting && this.#bytes >= this.#compactAt && !this.#compactPending) {
       this.#compactPending = true;
       // Not in the request that crossed the line: its answer must not wait for a rewrite.
