@@ -164,13 +164,15 @@ function writeSamples(file, records, sentAt) {
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
-export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace }) {
-  const recordFile = path.join(workDir, `latency-taskd-${pace.mode}.records`);
+/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal. */
+export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {} }) {
+  const name = `latency-taskd-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}`;
+  const recordFile = path.join(workDir, `${name}.records`);
   const service = await startTaskd({
     workDir,
-    name: `latency-taskd-${pace.mode}`,
+    name,
     secret,
-    settings: { TASKD_COMMAND: JSON.stringify([...fixtureArgv(recordFile), '{nid}']), TASKD_CONCURRENCY: '64', TASKD_RATE_LIMIT: '0' },
+    settings: { TASKD_COMMAND: JSON.stringify([...fixtureArgv(recordFile), '{nid}']), TASKD_CONCURRENCY: '64', TASKD_RATE_LIMIT: '0', ...settings },
   });
   try {
     return await measureTarget({

@@ -57,6 +57,8 @@ const TARGETS = {
   leakMB: 5,
   scaleRssMB: 250,
   chooseGrowth: 2,
+  journalLatencyRatio: 1.1,
+  journalShareOfBareFastify: 0.45,
 };
 
 function step(message) {
@@ -79,6 +81,8 @@ async function latencySection({ workDir, secret, key, webhook }) {
   const burst = { mode: 'paced', intervalMs: 1000 / burstPerSecond };
   step(`latency: aegir-taskd, ${count(tasks)} tasks one at a time`);
   const taskd = await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: oneAtATime });
+  step(`latency: aegir-taskd with TASKD_JOURNAL=off, ${count(tasks)} tasks one at a time`);
+  const taskdNoJournal = await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: oneAtATime, settings: { TASKD_JOURNAL: 'off' } });
   step(`latency: adnanh/webhook, ${count(tasks)} tasks one at a time`);
   const hook = webhook ? await measureWebhookLatency({ workDir, count: tasks, warmup, pace: oneAtATime }) : null;
   step(`latency: aegir-taskd, ${count(tasks)} tasks at ${burstPerSecond}/s`);
@@ -106,7 +110,17 @@ async function latencySection({ workDir, secret, key, webhook }) {
       met: null,
     },
   ];
-  const missing = [taskd, hook, taskdBurst, hookBurst].filter(Boolean).reduce((sum, r) => sum + r.missing, 0);
+  const journalCost = [ratio(taskd.p50, taskdNoJournal.p50), ratio(taskd.p99, taskdNoJournal.p99)];
+  rows.push({
+    measure: `Queue-to-start p50 / p99 with the journal on, ${count(tasks)} tasks one at a time`,
+    ours: ms([taskd.p50, taskd.p99]),
+    baseline: 'the same build, TASKD_JOURNAL=off',
+    theirs: ms([taskdNoJournal.p50, taskdNoJournal.p99]),
+    ratio: journalCost.map(formatRatio).join(' / '),
+    target: `≤ ${TARGETS.journalLatencyRatio}× at p50 and p99`,
+    met: journalCost.every((r) => r !== null && r <= TARGETS.journalLatencyRatio),
+  });
+  const missing = [taskd, taskdNoJournal, hook, taskdBurst, hookBurst].filter(Boolean).reduce((sum, r) => sum + r.missing, 0);
   const notes = [
     `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted. Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
     `The fixture's own floor (the bench spawning it directly, spawn call to its clock reading; a ${os.cpus().length}-core machine with the bench on it): p50 ${withUnit(floor.p50, 'ms')}, p99 ${withUnit(floor.p99, 'ms')}. Every queue-to-start figure includes it.`,
@@ -119,11 +133,12 @@ async function latencySection({ workDir, secret, key, webhook }) {
 
 async function throughputSection({ workDir, secret, key, webhook }) {
   const { seconds, warmupSeconds, rounds } = plan.throughput;
-  const runs = { bare: [], fresh: [], duplicates: [], hook: [] };
+  const runs = { bare: [], fresh: [], noJournal: [], duplicates: [], hook: [] };
   for (let round = 1; round <= rounds; round += 1) {
     step(`throughput: round ${round} of ${rounds} (${seconds} s each: bare fastify, new nids, duplicates${webhook ? ', adnanh/webhook' : ''})`);
     runs.bare.push(await measureBareFastify({ workDir, key, seconds, warmupSeconds }));
     runs.fresh.push(await measureTaskdNewNids({ workDir, secret, key, seconds, warmupSeconds }));
+    runs.noJournal.push(await measureTaskdNewNids({ workDir, secret, key, seconds, warmupSeconds, settings: { TASKD_JOURNAL: 'off' } }));
     runs.duplicates.push(await measureTaskdDuplicates({ workDir, secret, key, seconds, warmupSeconds }));
     if (webhook) runs.hook.push(await measureWebhookIntake({ workDir, seconds, warmupSeconds }));
   }
@@ -157,10 +172,20 @@ async function throughputSection({ workDir, secret, key, webhook }) {
       met: times === null ? null : times >= TARGETS.timesWebhook,
     });
   }
-  const unexpected = [...runs.fresh, ...runs.duplicates, ...runs.bare, ...runs.hook].reduce((sum, r) => sum + r.unexpected, 0);
+  const fresh = rate(runs.fresh);
+  rows.push({
+    measure: 'Signed intake, new nids, journal on (requests/s, rate limit off, queue paused)',
+    ours: perSecond(fresh),
+    baseline: 'the same build, TASKD_JOURNAL=off; and bare fastify',
+    theirs: `${perSecond(rate(runs.noJournal))}; ${perSecond(bare)}`,
+    ratio: `${formatRatio(ratio(fresh, rate(runs.noJournal)))}; ${formatRatio(ratio(fresh, bare))}`,
+    target: `≥ ${TARGETS.journalShareOfBareFastify}× bare fastify`,
+    met: ratio(fresh, bare) !== null && ratio(fresh, bare) >= TARGETS.journalShareOfBareFastify,
+  });
+  const unexpected = [...runs.fresh, ...runs.noJournal, ...runs.duplicates, ...runs.bare, ...runs.hook].reduce((sum, r) => sum + r.unexpected, 0);
   const each = (list) => list.map((r) => formatNumber(r.requestsPerSecond)).join(', ');
   const notes = [
-    `Intake: autocannon, 16 connections, no pipelining, ${rounds} round(s) of ${seconds} s after a ${warmupSeconds} s warm-up, fresh processes each round; the median round is shown (per round, /s: bare fastify ${each(runs.bare)}; new nids ${each(runs.fresh)}; duplicates ${each(runs.duplicates)}${webhook ? `; adnanh/webhook ${each(runs.hook)}` : ''}). Every request is signed before the run, each with its own webhook-id. New nids answer 202; duplicates (1,000 queued nids sent again, as Aegir re-sends) answer 200. Unexpected answers or errors: ${unexpected}.`,
+    `Intake: autocannon, 16 connections, no pipelining, ${rounds} round(s) of ${seconds} s after a ${warmupSeconds} s warm-up, fresh processes each round; the median round is shown (per round, /s: bare fastify ${each(runs.bare)}; new nids ${each(runs.fresh)}; new nids without the journal ${each(runs.noJournal)}; duplicates ${each(runs.duplicates)}${webhook ? `; adnanh/webhook ${each(runs.hook)}` : ''}). Every request is signed before the run, each with its own webhook-id. New nids answer 202; duplicates (1,000 queued nids sent again, as Aegir re-sends) answer 200. Unexpected answers or errors: ${unexpected}.`,
     `aegir-taskd runs with TASKD_RATE_LIMIT=0, TASKD_LOG_LEVEL=${logLevel()} (its log goes to a file) and its queue paused (POST /v1/queue/pause), so intake alone is measured. adnanh/webhook has no queue: each request it accepts checks a hex HMAC-SHA256 of the body (payload-hmac-sha256) and runs \`/bin/true <nid>\` at once.`,
     `Client and servers share the machine's ${os.cpus().length} cores. Server CPU during the runs, median, % of one core: bare fastify ${formatNumber(cpu(runs.bare))}, aegir-taskd new nids ${formatNumber(cpu(runs.fresh))}, duplicates ${formatNumber(cpu(runs.duplicates))}${webhook ? `, adnanh/webhook ${formatNumber(cpu(runs.hook))} (its children not counted)` : ''}. A server well under 100% was waiting on the client, so its figure is a floor.`,
   ];

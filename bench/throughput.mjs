@@ -97,8 +97,8 @@ function unexpectedStatuses(run, expected) {
 }
 
 /** A fresh, paused service per run: intake alone is measured, and no run inherits another's queue. */
-async function withPausedTaskd({ workDir, name, secret }, use) {
-  const service = await startTaskd({ workDir, name, secret, settings: { TASKD_RATE_LIMIT: '0', TASKD_COMMAND: JSON.stringify(['true', '{nid}']) } });
+async function withPausedTaskd({ workDir, name, secret, settings = {} }, use) {
+  const service = await startTaskd({ workDir, name, secret, settings: { TASKD_RATE_LIMIT: '0', TASKD_COMMAND: JSON.stringify(['true', '{nid}']), ...settings } });
   try {
     await pauseQueue(service);
     return await use(service);
@@ -107,8 +107,9 @@ async function withPausedTaskd({ workDir, name, secret }, use) {
   }
 }
 
-export async function measureTaskdNewNids({ workDir, secret, key, seconds, warmupSeconds }) {
-  return withPausedTaskd({ workDir, name: 'intake-new', secret }, async (service) => {
+/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal. */
+export async function measureTaskdNewNids({ workDir, secret, key, seconds, warmupSeconds, settings = {} }) {
+  return withPausedTaskd({ workDir, name: `intake-new${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}`, secret, settings }, async (service) => {
     const url = `${service.url}/v1/tasks`;
     await runAutocannon({ url, pool: newNidPool(key, poolSize(warmupSeconds), 1), seconds: warmupSeconds });
     const run = await runAutocannon({ url, pool: newNidPool(key, poolSize(seconds), 10_000_000), seconds, pid: service.pid });
