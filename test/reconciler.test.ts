@@ -65,6 +65,19 @@ describe('outcomes read from Aegir', () => {
     expect(await s.task(t.nid)).toMatchObject({ lane: 'rid:77', rid: 77, state: 'succeeded' });
   });
 
+  it("keeps a task queued, counts the error and retries while a proxy answers 404 for the frontend, and never takes it for 'no such task'", async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    const t = s.sim.state.addTask({ rid: 78, seconds: 0.05 });
+    s.sim.fault = 'proxy-404';
+    expect((await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } })).statusCode).toBe(202);
+    const errors = async () => Number(/^taskd_frontend_errors_total\{operation="lane_lookup",kind="http_status"\} (\d+)$/m.exec((await s.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+    await waitFor(async () => (await errors()) >= 1, { what: 'the failed look-up to be counted' });
+    expect(await s.task(t.nid)).toMatchObject({ state: 'queued', message: expect.stringMatching(/HTTP 404 that is not hosting_taskd's answer.*retrying/) });
+    s.sim.fault = null;
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', lane: 'rid:78', outcomeConfirmed: true });
+  });
+
   it('takes the exit code when the outcome cannot be read, and corrects it at a later reconcile', async () => {
     const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
     const t = await s.sim.addTask({ rid: 1, behaviour: 'warning', seconds: 0.6 });
