@@ -16,6 +16,18 @@ const runRecordSchema = z.object({
 });
 
 /**
+ * Removes the run files of an adopted child once it has ended, as startRun() does for its own runs:
+ * left behind, they would be read again at the next start-up. Only while <nid>.pid still names that
+ * child, so the files of a newer attempt of the same nid are never taken.
+ */
+export async function removeAdoptedRunFiles(logDir: string, nid: number, pid: number): Promise<boolean> {
+  const pidFile = pidFilePath(logDir, nid);
+  if ((await readPidFile(pidFile))?.pid !== pid) return false;
+  await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFilePath(logDir, nid), { force: true })]);
+  return true;
+}
+
+/**
  * Children outlive the service (a restart must never kill a running drush). At start-up every
  * <nid>.pid left behind is read with its <nid>.run.json: a live child is adopted, a dead one's
  * files are removed.
