@@ -1,7 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
@@ -9,8 +8,10 @@ import { HttpFrontend, type Frontend } from './frontend.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
+import { securityHeadersPlugin } from './plugins/security-headers.js';
 import { Reconciler } from './reconciler.js';
 import { ReplayCache } from './replay-cache.js';
+import { requestIdFor } from './request-id.js';
 import { openApiPlugin } from './plugins/openapi.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -83,9 +84,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ? { logger: { level: config.logLevel, redact: LOG_REDACT, stream: logDestination } }
       : { loggerInstance: options.loggerInstance! }),
     bodyLimit: BODY_LIMIT,
-    requestIdHeader: 'x-request-id',
+    // genReqId reads x-request-id itself, and keeps it only when it is a plain token.
+    requestIdHeader: false,
     logController: new AccessLog(),
-    genReqId: () => randomUUID(),
+    genReqId: requestIdFor,
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
 
@@ -128,6 +130,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   errorHandlerPlugin(app);
+  securityHeadersPlugin(app);
 
   // Fastify's own JSON and text parsers would parse before the signature is checked, and accept text/plain.
   app.removeAllContentTypeParsers();
