@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
+import { rateLimitClient } from './client-key.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
@@ -141,7 +142,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(rateLimit, {
     global: false,
-    keyGenerator: (request) => request.ip,
+    keyGenerator: (request) => rateLimitClient(request.ip),
     errorResponseBuilder: (_request, context) => new TaskdError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry after ${context.after}.`),
   });
 

@@ -20,6 +20,7 @@ export const errorCatalog = {
   TASK_RUNNING: { status: 409, message: 'The task is running; add ?force=1 to stop it.' },
   FRONTEND_NOT_CONFIGURED: { status: 409, message: 'No frontend is configured (TASKD_FRONTEND_URL).' },
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in the retry-after header.' },
+  QUEUE_FULL: { status: 503, message: 'The queue is full (TASKD_MAX_QUEUED); the task was not queued here. Aegir keeps it queued: the reconciler picks it up once there is room.' },
   SHUTTING_DOWN: { status: 503, message: 'The service is shutting down; the reconciler will pick the task up after restart.' },
   NOT_READY: { status: 503, message: 'The service is not ready.' },
   FRONTEND_FAILED: { status: 502, message: 'The frontend did not answer as expected.' },

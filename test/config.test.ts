@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 30_000,
       logRetentionMs: 30 * 86_400_000,
       rateLimit: 6000,
+      maxQueued: 100_000,
       confirmMaxAgeMs: 5000,
       historySize: 1000,
     });
