@@ -20,6 +20,7 @@ import { intakeRoutes } from './routes/intake.js';
 import { queueRoutes } from './routes/queue.js';
 import { taskRoutes } from './routes/tasks.js';
 import { Scheduler } from './scheduler.js';
+import { capConnections, serverTimeouts } from './server-limits.js';
 
 export const BODY_LIMIT = 64 * 1024;
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -85,6 +86,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ? { logger: { level: config.logLevel, redact: LOG_REDACT, stream: logDestination } }
       : { loggerInstance: options.loggerInstance! }),
     bodyLimit: BODY_LIMIT,
+    ...serverTimeouts(config),
     // genReqId reads x-request-id itself, and keeps it only when it is a plain token.
     requestIdHeader: false,
     logController: new AccessLog(),
@@ -92,6 +94,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
 
+  capConnections(app.server, config);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
