@@ -7,6 +7,8 @@ import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { rateLimitClient } from './client-key.js';
 import { BatchedLogDestination } from './log-destination.js';
+import { LogFollowers } from './log-stream.js';
+import { LongLivedResponses } from './long-lived-responses.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { securityHeadersPlugin } from './plugins/security-headers.js';
@@ -33,6 +35,10 @@ export interface TaskdContext {
   metrics: Metrics;
   replay: ReplayCache<number>;
   lifecycle: { closing: boolean };
+  /** Every answer that stays open (log follows), capped, and ended when the app closes. */
+  streams: LongLivedResponses;
+  /** One poller per followed log file, shared by its followers. */
+  logFollowers: LogFollowers;
 }
 
 declare module 'fastify' {
@@ -114,7 +120,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
 
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
+  const streams = new LongLivedResponses({ maxTotal: config.maxStreams, maxPerKey: config.maxStreamsPerTask });
+  const logFollowers = new LogFollowers();
+  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, streams, logFollowers });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -125,6 +133,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onListen', async () => {
     scheduler.prepareStarts();
     reconciler?.start();
+  });
+  // Before the server stops taking connections and waits for the open ones: an open follow never ends by itself.
+  app.addHook('preClose', async () => {
+    await streams.closeAll();
+    logFollowers.close();
   });
   app.addHook('onClose', async () => {
     reconciler?.stop();
