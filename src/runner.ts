@@ -303,7 +303,8 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
     }
     const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);
     return {
-      exitCode: result.exitCode ?? null,
+      // A code of the gate (75, 76, 77) or of a failed spawn is not the command's: it never ran.
+      exitCode: spawnError ? null : (result.exitCode ?? null),
       signal: result.signal ?? null,
       startedAt,
       endedAt,

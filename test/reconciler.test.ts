@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../src/frontend.js';
 import { waitFor } from './helpers.js';
-import { simulatedAegir } from './simulation.js';
+import { fakeHostingTask, simulatedAegir } from './simulation.js';
 
 type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
 const open: Sim[] = [];
@@ -76,6 +76,14 @@ describe('outcomes read from Aegir', () => {
     s.sim.fault = null;
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', lane: 'rid:78', outcomeConfirmed: true });
+  });
+
+  it('fails a task whose command cannot be executed (an argument over 128 KiB) at once, as a start failure, not through retries to stuck', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60', TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}', 'a'.repeat(140 * 1024)]) });
+    const t = await s.sim.addTask({ rid: 1 });
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'failed', attempts: 1, exitCode: null, message: expect.stringMatching(/^the command could not be started: .*Argument list too long$/) });
+    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(0);
   });
 
   it('takes the exit code when the outcome cannot be read, and corrects it at a later reconcile', async () => {

@@ -106,6 +106,7 @@ describe('startRun', () => {
     const s = await recordingSpec();
     const result = await (await startRun({ ...s, argvTemplate: [...s.argvTemplate, 'a'.repeat(140 * 1024)] })).done;
     expect(result.spawnError).toMatch(/^the command could not be started: .*record-run\.sh: Argument list too long$/);
+    expect(result.exitCode).toBeNull();
     expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
     await expect(fs.access(pidFilePath(s.logDir, 42))).rejects.toThrow();
     await expect(fs.access(runFilePath(s.logDir, 42))).rejects.toThrow();
