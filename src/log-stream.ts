@@ -39,16 +39,22 @@ export class LogFollow extends Readable {
     callback(error);
   }
 
-  /** Ends the follow before the task ends (the app is closing): what was sent stays sent, then `note`, then the end. */
+  /**
+   * Ends the follow before the task ends (the app is closing): what the log holds now is still sent,
+   * as fast as the client reads it, then `note`, then the end.
+   */
   finish(note: string): void {
     if (this.destroyed || this.readableEnded || this.#finishing !== null) return;
     this.#finishing = note;
-    if (!this.#reading) this.#end();
+    // The size must come from a look that starts after this call: the next one.
+    this.#finalLook = this.watch.looksStarted + 1;
+    void this.watch.look();
   }
+  #finalLook = Infinity;
 
-  /** Sends the next bytes the watch knows of, or the end once the task has ended and all was sent. */
+  /** Sends the next bytes the watch knows of, or the end once the task has ended (or the follow is finishing) and all was sent. */
   serve(): void {
-    if (!this.#wanting || this.#reading || this.destroyed || this.#finishing !== null) return;
+    if (!this.#wanting || this.#reading || this.destroyed) return;
     const { size, endedAtLastLook } = this.watch;
     if (this.position < size) {
       this.#reading = true;
@@ -60,24 +66,22 @@ export class LogFollow extends Readable {
           this.position += chunk.length;
           if (chunk.length > 0) this.push(chunk);
           else this.#wanting = true;
-          if (this.#finishing !== null) this.#end();
         },
         (error: unknown) => {
           this.#reading = false;
           this.destroy(error as Error);
         },
       );
+    } else if (this.#finishing !== null) {
+      if (this.watch.sizeFromLook < this.#finalLook) return;
+      this.#wanting = false;
+      this.push(this.#finishing);
+      this.push(null);
+      this.watch.leave(this);
     } else if (endedAtLastLook) {
       this.#wanting = false;
       this.push(null);
     }
-  }
-
-  #end(): void {
-    if (this.destroyed || this.readableEnded) return;
-    this.push(this.#finishing);
-    this.push(null);
-    this.watch.leave(this);
   }
 }
 
@@ -89,6 +93,9 @@ export class LogFollow extends Readable {
 class Watch {
   size = 0;
   endedAtLastLook = false;
+  /** Looks started so far, and which one gave `size`. */
+  looksStarted = 0;
+  sizeFromLook = 0;
   readonly followers = new Set<LogFollow>();
   #timer: NodeJS.Timeout | null = null;
   #looking = false;
@@ -129,12 +136,14 @@ class Watch {
 
   /** The bytes from `position`, at most CHUNK and at most up to `size`; one read whoever asks. */
   chunkAt(position: number, size: number): Promise<Buffer> {
+    // A lone follower has nobody to share a chunk with: keeping it would only keep it alive.
+    if (this.followers.size === 1) return this.#read(position, Math.min(CHUNK, size - position));
     let chunk = this.#chunks.get(position);
     if (!chunk) {
       chunk = this.#read(position, Math.min(CHUNK, size - position));
       this.#chunks.set(position, chunk);
       // Followers at one position ask within a poll; older chunks are not needed again.
-      if (this.#chunks.size > 64) this.#chunks.delete(this.#chunks.keys().next().value!);
+      if (this.#chunks.size > 8) this.#chunks.delete(this.#chunks.keys().next().value!);
     }
     return chunk;
   }
@@ -158,12 +167,15 @@ class Watch {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     try {
+      this.looksStarted += 1;
+      const look = this.looksStarted;
       // Read before the size: a task that had ended before the stat has written all it will write.
       const ended = this.ended();
       const size = await sizeOf(this.file);
       if (this.#disposed) return;
       if (size !== this.size) this.#chunks.clear();
       this.size = size;
+      this.sizeFromLook = look;
       this.endedAtLastLook = ended;
       for (const follower of this.followers) follower.serve();
     } catch (error) {

@@ -96,7 +96,7 @@ describe('GET /v1/tasks/{nid}/log', () => {
     const { app, url } = await listening(['sh', '-c', 'echo started; sleep 5', 'x', '{nid}'], { TASKD_CONCURRENCY: '1' });
     await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 68, rid: 1 } });
     await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 69, rid: 1 } });
-    await waitFor(() => app.taskd.scheduler.get(68)?.state === 'running');
+    await waitFor(async () => (await app.inject({ url: '/v1/tasks/68/log' })).body.includes('started\n'), { what: 'the running task to print' });
     const texts = Promise.all([68, 69].map(async (nid) => (await request(`${url}/v1/tasks/${nid}/log?follow=1`)).body.text()));
     await waitFor(() => app.taskd.streams.size === 2, { what: 'both follows to be open' });
     const startedAt = Date.now();
