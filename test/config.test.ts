@@ -97,6 +97,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({}, { port: '-1' })).toThrow(/^--port: /);
   });
 
+  it('reads the server limits, and refuses a header timeout over the request timeout or more streams than connections', () => {
+    expect(loadConfig({})).toMatchObject({ requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5000, maxConnections: 1024, maxStreams: 256, maxStreamsPerTask: 16, maxQueued: 100_000 });
+    expect(() => loadConfig({ TASKD_REQUEST_TIMEOUT: '5', TASKD_HEADERS_TIMEOUT: '6' })).toThrow(/^TASKD_HEADERS_TIMEOUT: expected at most TASKD_REQUEST_TIMEOUT \(got "6"\)$/);
+    expect(() => loadConfig({}, { maxStreams: '2000' })).toThrow(/^--max-streams: expected at most TASKD_MAX_CONNECTIONS/);
+    expect(() => loadConfig({ TASKD_MAX_QUEUED: '0' })).toThrow(/^TASKD_MAX_QUEUED: /);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ TASKD_PORT: '', TASKD_CONCURRENCY: '' })).toMatchObject({ port: 8765, concurrency: 1 });
   });
