@@ -24,6 +24,8 @@ export class LogFollow extends Readable {
   #wanting = false;
   #reading = false;
   #finishing: string | null = null;
+  /** The first look whose size counts once finishing (the one after finish() was called). */
+  #finalLook = Infinity;
 
   constructor(private readonly watch: Watch) {
     super();
@@ -50,7 +52,6 @@ export class LogFollow extends Readable {
     this.#finalLook = this.watch.looksStarted + 1;
     void this.watch.look();
   }
-  #finalLook = Infinity;
 
   /** Sends the next bytes the watch knows of, or the end once the task has ended (or the follow is finishing) and all was sent. */
   serve(): void {
