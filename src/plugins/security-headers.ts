@@ -10,11 +10,12 @@ export const DOCS_CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsa
 
 /** Adds nosniff and a content security policy to every answer, streamed ones included (onSend runs before the first byte). */
 export function securityHeadersPlugin(app: FastifyInstance): void {
-  app.addHook('onSend', async (request, reply, payload) => {
+  // A callback hook, not an async one: it runs on every answer, the intake's hot path included.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-content-type-options', 'nosniff');
     if (!reply.hasHeader('content-security-policy')) {
       reply.header('content-security-policy', request.routeOptions.url === '/docs' ? DOCS_CONTENT_SECURITY_POLICY : CONTENT_SECURITY_POLICY);
     }
-    return payload;
+    done(null, payload);
   });
 }
