@@ -94,7 +94,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           operationId: 'getTaskLog',
           summary: "The task's output (stdout and stderr interleaved), as text",
           description:
-            'With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops). At most TASKD_MAX_STREAMS follows are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).',
+            'With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops, after a last line saying so). Follows and reads of a whole log count as long-lived answers: at most TASKD_MAX_STREAMS are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).',
           tags: ['tasks'],
           security: operatorSecurity,
           params: nidParamsSchema,
@@ -109,8 +109,18 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
         if (request.query.follow !== '1' && request.query.follow !== 'true') {
           const { size } = await readTail(file, 0);
+          if (size === 0) return reply.send('');
+          // A big log read by a slow client stays open as long as a follow: it counts and is cut on close
+          // like one (cut, not ended: a body that stops early must not look complete).
+          const whole = createReadStream(file);
+          try {
+            app.taskd.streams.open(`task:${nid}`, reply.raw, () => whole.destroy(new Error('the service is stopping')));
+          } catch (error) {
+            whole.destroy();
+            throw error;
+          }
           // Streams are sent as they are (the string schema documents the text); the cast only satisfies the type provider.
-          return reply.send(size === 0 ? '' : (createReadStream(file) as unknown as string));
+          return reply.send(whole as unknown as string);
         }
         const { metrics, streams, logFollowers } = app.taskd;
         const stream = logFollowers.follow(file, { ended: () => !scheduler.isActive(nid) });

@@ -143,7 +143,7 @@ export interface paths {
         };
         /**
          * The task's output (stdout and stderr interleaved), as text
-         * @description With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops). At most TASKD_MAX_STREAMS follows are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).
+         * @description With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops, after a last line saying so). Follows and reads of a whole log count as long-lived answers: at most TASKD_MAX_STREAMS are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).
          */
         get: operations["getTaskLog"];
         put?: never;

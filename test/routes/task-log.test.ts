@@ -106,4 +106,18 @@ describe('GET /v1/tasks/{nid}/log', () => {
     expect(running).toMatch(/^--- aegir-taskd: attempt started .*\nstarted\n--- aegir-taskd: the service is stopping; this follow ends here, the task goes on\n$/);
     expect(queued).toBe('--- aegir-taskd: the service is stopping; this follow ends here, the task goes on\n');
   });
+
+  it('cuts the read of a whole log by a client that stopped reading when the app closes, instead of waiting for it', async () => {
+    const { app, url } = await listening(['sh', '-c', 'head -c 50000000 /dev/zero | tr "\\0" x', 'x', '{nid}']);
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 70 } });
+    await waitFor(() => app.taskd.scheduler.get(70)?.state === 'succeeded', { timeoutMs: 20_000 });
+    const response = await request(`${url}/v1/tasks/70/log`);
+    expect(response.statusCode).toBe(200);
+    // The client reads nothing: the socket fills and the answer stalls.
+    await waitFor(() => app.taskd.streams.size === 1, { what: 'the read to be registered' });
+    const startedAt = Date.now();
+    await app.close();
+    expect(Date.now() - startedAt).toBeLessThan(3000);
+    await expect(response.body.text()).rejects.toThrow();
+  });
 });
