@@ -70,7 +70,7 @@ export const settings = [
   { key: 'headersTimeoutMs', env: 'TASKD_HEADERS_TIMEOUT', flag: 'headers-timeout', default: '10', help: 'Seconds a client has to send the headers of a request (at most TASKD_REQUEST_TIMEOUT).' },
   { key: 'keepAliveTimeoutMs', env: 'TASKD_KEEP_ALIVE_TIMEOUT', flag: 'keep-alive-timeout', default: '5', help: 'Seconds an idle keep-alive connection stays open.' },
   { key: 'maxConnections', env: 'TASKD_MAX_CONNECTIONS', flag: 'max-connections', default: '1024', help: 'Connections open at once; more are closed as they arrive.' },
-  { key: 'maxStreams', env: 'TASKD_MAX_STREAMS', flag: 'max-streams', default: '256', help: 'Long-lived answers (log follows) open at once; more get 503 (at most TASKD_MAX_CONNECTIONS).' },
+  { key: 'maxStreams', env: 'TASKD_MAX_STREAMS', flag: 'max-streams', default: '256', help: 'Long-lived answers (log follows, reads of a whole log) open at once; more get 503 (at most TASKD_MAX_CONNECTIONS).' },
   { key: 'maxStreamsPerTask', env: 'TASKD_MAX_STREAMS_PER_TASK', flag: 'max-streams-per-task', default: '16', help: 'Long-lived answers open at once for one task; more get 429.' },
   { key: 'rateLimit', env: 'TASKD_RATE_LIMIT', flag: 'rate-limit', default: '6000', help: 'Intake requests per client per minute (0: off).' },
   { key: 'maxQueued', env: 'TASKD_MAX_QUEUED', flag: 'max-queued', default: '100000', help: 'At most this many tasks queued at once; intake answers 503 beyond it (the reconciler picks the task up once there is room).' },
