@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // The chaos suite: long, process-heavy checks of crash safety, hostile input, floods, runaway
-// children and frontend faults. Counts come from CHAOS_KILL_CYCLES, CHAOS_BAD_REQUESTS and CHAOS_FLOOD.
+// children, frontend faults, slow and long-lived clients. Counts come from CHAOS_KILL_CYCLES, CHAOS_BAD_REQUESTS,
+// CHAOS_FLOOD, CHAOS_SLOW_CLIENTS and CHAOS_FOLLOWERS.
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],

@@ -27,6 +27,7 @@ export interface AdoptionTarget {
   frontend: Frontend | undefined;
   metrics: Metrics;
   log: Logger;
+  logDir: string;
   pollMs: number;
   /** Shows a task as running and holding its lane, with no attempt of ours behind it. */
   holdRunning(task: Task): void;
@@ -55,6 +56,18 @@ export interface Survivor {
   pid: number | null;
   processStart: string | null;
   record: z.output<typeof runRecordSchema> | null;
+}
+
+/**
+ * Removes the run files of an adopted child once it has ended, as startRun() does for its own runs:
+ * left behind, they would be read again at the next start-up. Only while <nid>.pid still names that
+ * child, so the files of a newer attempt of the same nid are never taken.
+ */
+export async function removeAdoptedRunFiles(logDir: string, nid: number, pid: number): Promise<boolean> {
+  const pidFile = pidFilePath(logDir, nid);
+  if ((await readPidFile(pidFile))?.pid !== pid) return false;
+  await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFilePath(logDir, nid), { force: true })]);
+  return true;
 }
 
 /**
@@ -146,6 +159,7 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
 
 async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> {
   const endedAt = Date.now();
+  const pid = task.pid;
   task.pid = null;
   let state: EndState = 'failed';
   let message = task.message;
@@ -166,4 +180,6 @@ async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> 
     message = 'outcome unknown: the service restarted while this ran, and without TASKD_FRONTEND_URL Aegir cannot be asked';
   }
   target.finish(task, { kind: 'end', state, endedAt, message, ...(orphan && { orphan }) });
+  // After the end is journaled: until then the pid file is the evidence that the command ran.
+  if (pid !== null) await removeAdoptedRunFiles(target.logDir, task.nid, pid).catch(() => false);
 }

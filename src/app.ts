@@ -1,17 +1,21 @@
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { Journal } from './journal.js';
+import { rateLimitClient } from './client-key.js';
 import { BatchedLogDestination } from './log-destination.js';
+import { LogFollowers } from './log-stream.js';
+import { LongLivedResponses } from './long-lived-responses.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
+import { securityHeadersPlugin } from './plugins/security-headers.js';
 import { Reconciler } from './reconciler.js';
 import { ReplayCache } from './replay-cache.js';
+import { requestIdFor } from './request-id.js';
 import { openApiPlugin } from './plugins/openapi.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -19,6 +23,7 @@ import { intakeRoutes } from './routes/intake.js';
 import { queueRoutes } from './routes/queue.js';
 import { taskRoutes } from './routes/tasks.js';
 import { Scheduler } from './scheduler.js';
+import { capConnections, serverTimeouts } from './server-limits.js';
 
 export const BODY_LIMIT = 64 * 1024;
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -32,6 +37,10 @@ export interface TaskdContext {
   replay: ReplayCache<number>;
   lifecycle: { closing: boolean };
   journal: Journal | null;
+  /** Every answer that stays open (log follows), capped, and ended when the app closes. */
+  streams: LongLivedResponses;
+  /** One poller per followed log file, shared by its followers. */
+  logFollowers: LogFollowers;
 }
 
 declare module 'fastify' {
@@ -87,12 +96,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ? { logger: { level: config.logLevel, redact: LOG_REDACT, stream: logDestination } }
       : { loggerInstance: options.loggerInstance! }),
     bodyLimit: BODY_LIMIT,
-    requestIdHeader: 'x-request-id',
+    ...serverTimeouts(config),
+    // genReqId reads x-request-id itself, and keeps it only when it is a plain token.
+    requestIdHeader: false,
     logController: new AccessLog(),
-    genReqId: () => randomUUID(),
+    genReqId: requestIdFor,
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
 
+  capConnections(app.server, config);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -117,7 +129,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
 
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal });
+  const streams = new LongLivedResponses({ maxTotal: config.maxStreams, maxPerKey: config.maxStreamsPerTask });
+  const logFollowers = new LogFollowers();
+  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal, streams, logFollowers });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -129,6 +143,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     scheduler.prepareStarts();
     reconciler?.start();
   });
+  // Before the server stops taking connections and waits for the open ones: an open follow never ends by itself.
+  app.addHook('preClose', async () => {
+    await streams.closeAll();
+    logFollowers.close();
+  });
   app.addHook('onClose', async () => {
     reconciler?.stop();
     scheduler.close();
@@ -138,6 +157,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   errorHandlerPlugin(app);
+  securityHeadersPlugin(app);
 
   // Fastify's own JSON and text parsers would parse before the signature is checked, and accept text/plain.
   app.removeAllContentTypeParsers();
@@ -148,7 +168,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(rateLimit, {
     global: false,
-    keyGenerator: (request) => request.ip,
+    keyGenerator: (request) => rateLimitClient(request.ip),
     errorResponseBuilder: (_request, context) => new TaskdError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry after ${context.after}.`),
   });
 

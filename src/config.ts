@@ -73,7 +73,14 @@ export const settings = [
   { key: 'journalCompactBytes', env: 'TASKD_JOURNAL_COMPACT', flag: 'journal-compact', default: '4194304', help: 'Bytes the journal may grow to (and to twice its last compacted size) before it is rewritten from the live state.' },
   { key: 'logRetentionMs', env: 'TASKD_LOG_RETENTION', flag: 'log-retention', default: '30', help: 'Days to keep the output of ended tasks in TASKD_LOG_DIR (0: keep forever).' },
   { key: 'shutdownGraceMs', env: 'TASKD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30', help: 'Seconds to let running tasks finish on SIGTERM before exiting (they keep running).' },
+  { key: 'requestTimeoutMs', env: 'TASKD_REQUEST_TIMEOUT', flag: 'request-timeout', default: '30', help: 'Seconds a client has to send a whole request, headers and body; a slower one gets 408 and is disconnected.' },
+  { key: 'headersTimeoutMs', env: 'TASKD_HEADERS_TIMEOUT', flag: 'headers-timeout', default: '10', help: 'Seconds a client has to send the headers of a request (at most TASKD_REQUEST_TIMEOUT).' },
+  { key: 'keepAliveTimeoutMs', env: 'TASKD_KEEP_ALIVE_TIMEOUT', flag: 'keep-alive-timeout', default: '5', help: 'Seconds an idle keep-alive connection stays open.' },
+  { key: 'maxConnections', env: 'TASKD_MAX_CONNECTIONS', flag: 'max-connections', default: '1024', help: 'Connections open at once; more are closed as they arrive.' },
+  { key: 'maxStreams', env: 'TASKD_MAX_STREAMS', flag: 'max-streams', default: '256', help: 'Long-lived answers (log follows, reads of a whole log) open at once; more get 503 (at most TASKD_MAX_CONNECTIONS).' },
+  { key: 'maxStreamsPerTask', env: 'TASKD_MAX_STREAMS_PER_TASK', flag: 'max-streams-per-task', default: '16', help: 'Long-lived answers open at once for one task; more get 429.' },
   { key: 'rateLimit', env: 'TASKD_RATE_LIMIT', flag: 'rate-limit', default: '6000', help: 'Intake requests per client per minute (0: off).' },
+  { key: 'maxQueued', env: 'TASKD_MAX_QUEUED', flag: 'max-queued', default: '100000', help: 'At most this many tasks queued at once; intake answers 503 beyond it (the reconciler picks the task up once there is room).' },
   { key: 'confirmMaxAgeMs', env: 'TASKD_CONFIRM_MAX_AGE', flag: 'confirm-max-age', default: '5', help: 'Seconds a queued confirmation from Aegir stays fresh; older ones are re-checked before a start.' },
   { key: 'historySize', env: 'TASKD_HISTORY_SIZE', flag: 'history-size', default: '1000', help: 'Ended tasks kept for the API.' },
   { key: 'logLevel', env: 'TASKD_LOG_LEVEL', flag: 'log-level', default: 'info', help: 'fatal, error, warn, info, debug or trace.' },
@@ -181,11 +188,26 @@ const configSchema = z.object({
   journalCompactBytes: integer(1024, 1024 * 1024 * 1024),
   logRetentionMs: z.coerce.number({ error: 'expected a number of days' }).min(0, 'expected 0 (keep forever) or more days').transform((d) => Math.round(d * 86_400_000)),
   shutdownGraceMs: seconds(0),
+  requestTimeoutMs: seconds(0.05),
+  headersTimeoutMs: seconds(0.05),
+  keepAliveTimeoutMs: seconds(0.05),
+  maxConnections: integer(1, 1_000_000),
+  maxStreams: integer(1, 1_000_000),
+  maxStreamsPerTask: integer(1, 1_000_000),
   rateLimit: integer(0, 1_000_000_000),
+  maxQueued: integer(1, 10_000_000),
   confirmMaxAgeMs: seconds(0),
   historySize: integer(1, 1_000_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-} satisfies Record<SettingKey, z.ZodType>);
+} satisfies Record<SettingKey, z.ZodType>).superRefine((config, ctx) => {
+  // Node refuses a header timeout longer than the request timeout, and a stream needs a connection.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    ctx.addIssue({ code: 'custom', path: ['headersTimeoutMs'], message: 'expected at most TASKD_REQUEST_TIMEOUT' });
+  }
+  if (config.maxStreams > config.maxConnections) {
+    ctx.addIssue({ code: 'custom', path: ['maxStreams'], message: 'expected at most TASKD_MAX_CONNECTIONS' });
+  }
+});
 
 export type Config = Omit<z.output<typeof configSchema>, 'stateDir'> & { stateDir: string };
 

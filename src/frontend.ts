@@ -19,6 +19,28 @@ export type AegirTask = z.output<typeof aegirTaskSchema>;
 
 const queueSchema = z.object({ tasks: z.array(aegirTaskSchema) });
 
+/**
+ * What hosting_taskd answers for a nid it has no task for (hosting_taskd_page_task() in
+ * hosting_taskd.module, through drupal_json_output()): the only 404 that means "Aegir has no such
+ * task". Any other 404 (a wrong TASKD_FRONTEND_URL, a proxy's or Drupal's own HTML page) says nothing
+ * about the task, so taking it for "no such task" would cancel or fail tasks Aegir still has.
+ */
+export const MODULE_TASK_NOT_FOUND = { error: 'not_found', message: 'No task with that node id.' } as const;
+
+function isModuleNotFound(contentType: string | string[] | undefined, text: string): boolean {
+  const type = Array.isArray(contentType) ? contentType[0] : contentType;
+  if (!type || !/^application\/json\b/i.test(type)) return false;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
+  const { error, message } = body as Record<string, unknown>;
+  return error === MODULE_TASK_NOT_FOUND.error && message === MODULE_TASK_NOT_FOUND.message;
+}
+
 export type FrontendErrorKind = 'unreachable' | 'timeout' | 'unauthorized' | 'http_status' | 'bad_response' | 'too_large';
 
 export class FrontendError extends Error {
@@ -102,14 +124,17 @@ export class HttpFrontend implements Frontend {
     } catch (error) {
       throw toFrontendError(route, error);
     }
-    const { statusCode, body } = response;
+    const { statusCode, body, headers } = response;
     let text: string;
     try {
       text = await readCapped(body, this.#maxBytes, route);
     } catch (error) {
       throw error instanceof FrontendError ? error : toFrontendError(route, error);
     }
-    if (statusCode === 404 && notFoundIsNull) return null;
+    if (statusCode === 404 && notFoundIsNull && isModuleNotFound(headers['content-type'], text)) return null;
+    if (statusCode === 404) {
+      throw new FrontendError('http_status', `GET ${route}: HTTP 404 that is not hosting_taskd's answer (check TASKD_FRONTEND_URL and any proxy in front of Aegir)`);
+    }
     if (statusCode === 401 || statusCode === 403) {
       throw new FrontendError('unauthorized', `GET ${route}: the frontend refused our signature (HTTP ${statusCode}); check that hosting_taskd_secret equals TASKD_SECRET`);
     }

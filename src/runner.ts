@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SECRET_ENV_NAMES } from './config.js';
-import { encodeGateTask, GATE_FAILED, spawnGate, type WarmGates } from './start-gate.js';
+import { encodeGateTask, GATE_EXEC_FAILED, GATE_FAILED, spawnGate, type WarmGates } from './start-gate.js';
 
 export interface RunResult {
   exitCode: number | null;
@@ -81,6 +81,20 @@ const commandKey = (argv0: string, env: NodeJS.ProcessEnv) => `${argv0}\0${env.P
 function rememberedCommand(argv0: string, env: NodeJS.ProcessEnv): { path: string } | undefined {
   const known = resolvedCommands.get(commandKey(argv0, env));
   return known === undefined ? undefined : { path: known };
+}
+
+/** A remembered path that failed to exec (the file went, or moved) must be looked up again next time. */
+function forgetCommand(argv0: string, env: NodeJS.ProcessEnv): void {
+  resolvedCommands.delete(commandKey(argv0, env));
+}
+
+/** What the gate's shell said when exec failed ("aegir-taskd-gate: 12: exec: /usr/bin/drush: not found"), from the attempt's output. */
+function execFailure(output: string): string {
+  const line = output
+    .split('\n')
+    .reverse()
+    .find((l) => /^aegir-taskd-gate: \d+: exec: /.test(l));
+  return line ? line.replace(/^aegir-taskd-gate: \d+: exec: /, '') : 'exec failed';
 }
 
 async function resolveAndRemember(argv0: string, env: NodeJS.ProcessEnv): Promise<{ path: string } | { error: 'ENOENT' | 'EACCES' }> {
@@ -279,20 +293,25 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
     await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
+    const execFailed = !spawnFailed && !commandRan && result.exitCode === GATE_EXEC_FAILED;
+    if (execFailed) forgetCommand(argv[0]!, spec.env);
     const spawnError = spawnFailed
       ? describeSpawnError(argv[0]!, result.code, String((result.cause as Error | undefined)?.message ?? result.shortMessage))
-      : !commandRan && !stopping
-        ? result.exitCode === GATE_FAILED
-          ? `the command did not start: its log and run files could not be written in ${spec.logDir}`
-          : `the command did not start: its start gate ended (${result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`}) before it ran it`
-        : null;
+      : execFailed
+        ? `the command could not be started: ${execFailure((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text)}`
+        : !commandRan && !stopping
+          ? result.exitCode === GATE_FAILED
+            ? `the command did not start: its log and run files could not be written in ${spec.logDir}`
+            : `the command did not start: its start gate ended (${result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`}) before it ran it`
+          : null;
     if (spawnError) {
       // The log may be what could not be written; the outcome carries the message either way.
       await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 }).catch(() => undefined);
     }
     const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);
     return {
-      exitCode: result.exitCode ?? null,
+      // A code of the gate (75, 76, 77) or of a failed spawn is not the command's: it never ran.
+      exitCode: spawnError ? null : (result.exitCode ?? null),
       signal: result.signal ?? null,
       startedAt,
       endedAt,

@@ -106,6 +106,7 @@ export class Scheduler {
       frontend: options.frontend,
       metrics: options.metrics,
       log: options.log,
+      logDir: config.logDir,
       pollMs: options.adoptionPollMs ?? 500,
       holdRunning: (task) => this.#holdRunning(task),
       finish: (task, verdict) => this.#finish(task, verdict),

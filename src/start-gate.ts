@@ -22,16 +22,20 @@ const GATE_SCRIPT = [
   'set --',
   'while [ "$argc" -gt 0 ] 2>/dev/null; do IFS= read -r arg || exit 76; set -- "$@" "$arg"; argc=$((argc - 1)); done',
   '[ $# -gt 0 ] || exit 76',
-  // The log is created for this user only; the command itself runs with the service's own umask.
+  // The log and run files are for this user only (0600); the command itself runs with the service's own umask.
   'umask 077',
   'true 2>/dev/null >>"$dir/$nid.log" || exit 75',
   'exec >>"$dir/$nid.log" 2>&1',
-  'umask "$mask"',
   "printf '%s\\n' \"$meta\" > \"$dir/$nid.run.json\" || exit 75",
   'start=',
   'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
   "printf '%s %s\\n' \"$$\" \"$start\" > \"$dir/$nid.pid\" || exit 75",
   "printf '%s\\n' \"$header\"",
+  'umask "$mask"',
+  // A successful exec replaces the shell and its traps; a failed one (E2BIG, the file gone since its
+  // path was resolved…) makes dash exit, which runs this trap: the command did not run, so its pid
+  // file goes and the exit code says so, instead of 126/127 passing for the command's own.
+  `trap 'rm -f "$dir/$nid.pid" "$dir/$nid.run.json"; exit 77' EXIT`,
   'exec "$@" </dev/null',
 ].join('\n');
 
@@ -39,6 +43,8 @@ const GATE_SCRIPT = [
 export const GATE_FAILED = 75;
 /** The gate's exit code when its stdin closed before a whole task arrived; nothing ran. */
 export const GATE_UNUSED = 76;
+/** The gate's exit code when exec of the command failed (the shell says why in the log); nothing ran. */
+export const GATE_EXEC_FAILED = 77;
 
 export interface GateTask {
   nid: number;

@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 30_000,
       logRetentionMs: 30 * 86_400_000,
       rateLimit: 6000,
+      maxQueued: 100_000,
       confirmMaxAgeMs: 5000,
       historySize: 1000,
     });
@@ -94,6 +95,13 @@ describe('loadConfig', () => {
 
   it('names the flag when the bad value came from a flag', () => {
     expect(() => loadConfig({}, { port: '-1' })).toThrow(/^--port: /);
+  });
+
+  it('reads the server limits, and refuses a header timeout over the request timeout or more streams than connections', () => {
+    expect(loadConfig({})).toMatchObject({ requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5000, maxConnections: 1024, maxStreams: 256, maxStreamsPerTask: 16, maxQueued: 100_000 });
+    expect(() => loadConfig({ TASKD_REQUEST_TIMEOUT: '5', TASKD_HEADERS_TIMEOUT: '6' })).toThrow(/^TASKD_HEADERS_TIMEOUT: expected at most TASKD_REQUEST_TIMEOUT \(got "6"\)$/);
+    expect(() => loadConfig({}, { maxStreams: '2000' })).toThrow(/^--max-streams: expected at most TASKD_MAX_CONNECTIONS/);
+    expect(() => loadConfig({ TASKD_MAX_QUEUED: '0' })).toThrow(/^TASKD_MAX_QUEUED: /);
   });
 
   it('treats an empty variable as unset', () => {

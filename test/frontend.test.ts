@@ -76,6 +76,20 @@ describe('HttpFrontend', () => {
     expect(error.message).toMatch(/ECONNREFUSED/);
   });
 
+  it("takes only hosting_taskd's own not-found answer for 'no such task'; a proxy's 404 page or a wrong base URL is a frontend error", async () => {
+    const { sim, client } = await setup();
+    const task = sim.state.addTask({ rid: 1 });
+    expect(await client.getTask(999_999)).toBeNull();
+    sim.fault = 'proxy-404';
+    const proxied = await failure(client.getTask(task.nid));
+    expect(proxied.kind).toBe('http_status');
+    expect(proxied.message).toMatch(/HTTP 404 that is not hosting_taskd's answer.*TASKD_FRONTEND_URL/);
+    sim.fault = null;
+    const misdirected = new HttpFrontend({ baseUrl: `${sim.url}/hosting/taskd-typo`, key: TEST_KEY });
+    closers.push(() => misdirected.close());
+    expect((await failure(misdirected.getTask(task.nid))).kind).toBe('http_status');
+  });
+
   it('refuses an answer that is JSON of the wrong shape', async () => {
     const { sim, client } = await setup();
     const task = sim.state.addTask({ rid: 1 });

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../src/frontend.js';
 import { ACTIVE_STATES } from '../src/task.js';
 import { waitFor } from './helpers.js';
-import { simulatedAegir } from './simulation.js';
+import { fakeHostingTask, simulatedAegir } from './simulation.js';
 
 type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
 const open: Sim[] = [];
@@ -64,6 +64,27 @@ describe('outcomes read from Aegir', () => {
     expect(response.statusCode).toBe(202);
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ lane: 'rid:77', rid: 77, state: 'succeeded' });
+  });
+
+  it("keeps a task queued, counts the error and retries while a proxy answers 404 for the frontend, and never takes it for 'no such task'", async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
+    const t = s.sim.state.addTask({ rid: 78, seconds: 0.05 });
+    s.sim.fault = 'proxy-404';
+    expect((await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } })).statusCode).toBe(202);
+    const errors = async () => Number(/^taskd_frontend_errors_total\{operation="lane_lookup",kind="http_status"\} (\d+)$/m.exec((await s.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+    await waitFor(async () => (await errors()) >= 1, { what: 'the failed look-up to be counted' });
+    expect(await s.task(t.nid)).toMatchObject({ state: 'queued', message: expect.stringMatching(/HTTP 404 that is not hosting_taskd's answer.*retrying/) });
+    s.sim.fault = null;
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', lane: 'rid:78', outcomeConfirmed: true });
+  });
+
+  it('fails a task whose command cannot be executed (an argument over 128 KiB) at once, as a start failure, not through retries to stuck', async () => {
+    const s = await setup({ TASKD_RECONCILE_INTERVAL: '60', TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}', 'a'.repeat(140 * 1024)]) });
+    const t = await s.sim.addTask({ rid: 1 });
+    await ended(s, t.nid);
+    expect(await s.task(t.nid)).toMatchObject({ state: 'failed', attempts: 1, exitCode: null, message: expect.stringMatching(/^the command could not be started: .*Argument list too long$/) });
+    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(0);
   });
 
   it('takes the exit code when the outcome cannot be read, and corrects it at a later reconcile', async () => {
@@ -135,7 +156,10 @@ describe('reconciliation', () => {
     await waitFor(async () => (await s.app.inject({ url: '/readyz' })).statusCode === 200);
     s.sim.fault = 'error';
     await waitFor(async () => (await s.app.inject({ url: '/readyz' })).statusCode === 503, { timeoutMs: 5000 });
-    expect((await s.app.inject({ url: '/readyz' })).json().reason).toMatch(/older than three intervals: GET queue: HTTP 500/);
+    const { reason } = (await s.app.inject({ url: '/readyz' })).json();
+    // Readiness is open to anyone: it says where to look, not what the frontend answered.
+    expect(reason).toBe("the last successful reconcile is older than three intervals; the frontend's error is in GET /v1/queue (reconcile.lastError)");
+    expect((await s.app.inject({ url: '/v1/queue' })).json().reconcile.lastError).toBe('GET queue: HTTP 500');
   });
 
   it('runs every task Aegir has queued after a restart, none twice', async () => {

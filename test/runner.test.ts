@@ -91,6 +91,45 @@ describe('startRun', () => {
     await expect(fs.access(runFilePath(s.logDir, 42))).rejects.toThrow();
   });
 
+  it('creates <nid>.pid and <nid>.run.json for this user only, whatever the service umask', async () => {
+    expect(process.umask() & 0o044, 'the umask of this test lets others read new files').toBe(0);
+    const s = await spec({ argvTemplate: ['sh', '-c', 'sleep 0.3', 'x', '{nid}'] });
+    const run = await startRun(s);
+    await waitFor(() => readPidFile(pidFilePath(s.logDir, 42)), { what: 'the pid file' });
+    expect((await fs.stat(pidFilePath(s.logDir, 42))).mode & 0o777).toBe(0o600);
+    expect((await fs.stat(runFilePath(s.logDir, 42))).mode & 0o777).toBe(0o600);
+    expect((await fs.stat(logFilePath(s.logDir, 42))).mode & 0o777).toBe(0o600);
+    await run.done;
+  });
+
+  it('reports an exec that fails (an argument over 128 KiB) as a start failure, not as the exit code of the command', async () => {
+    const s = await recordingSpec();
+    const result = await (await startRun({ ...s, argvTemplate: [...s.argvTemplate, 'a'.repeat(140 * 1024)] })).done;
+    expect(result.spawnError).toMatch(/^the command could not be started: .*record-run\.sh: Argument list too long$/);
+    expect(result.exitCode).toBeNull();
+    expect(await readRecords(s.env.RECORD_FILE!)).toEqual([]);
+    await expect(fs.access(pidFilePath(s.logDir, 42))).rejects.toThrow();
+    await expect(fs.access(runFilePath(s.logDir, 42))).rejects.toThrow();
+    expect(await fs.readFile(logFilePath(s.logDir, 42), 'utf8')).toMatch(/--- aegir-taskd: the command could not be started: .*Argument list too long\n$/);
+  });
+
+  it('reports a remembered command path that has gone as a start failure, and looks the command up again after it', async () => {
+    const [first, second] = [await tempDir(), await tempDir()];
+    const name = `taskd-test-drush-${process.pid}`;
+    const script = '#!/bin/sh\necho "ran from $0"\n';
+    await fs.writeFile(path.join(first, name), script, { mode: 0o755 });
+    const s = await spec({ argvTemplate: [name, '{nid}'], env: { ...process.env, PATH: `${first}:${second}:${process.env.PATH}` } });
+    expect((await (await startRun(s)).done).exitCode).toBe(0);
+    // The command moves (a drush upgrade): the path remembered from the first run is gone.
+    await fs.rm(path.join(first, name));
+    await fs.writeFile(path.join(second, name), script, { mode: 0o755 });
+    const gone = await (await startRun(s)).done;
+    expect(gone.spawnError).toMatch(/^the command could not be started: .*not found$/);
+    const again = await (await startRun(s)).done;
+    expect(again).toMatchObject({ exitCode: 0, spawnError: null });
+    expect(again.output).toBe(`ran from ${path.join(second, name)}\n`);
+  });
+
   it('does not run the command when its pid file cannot be written', async () => {
     const s = await spec({ argvTemplate: [fixture('record-run.sh'), '{nid}'] });
     const recordFile = path.join(s.logDir, 'records');

@@ -22,7 +22,8 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       if (!app.server.listening) return reply.code(503).send({ ready: false, reason: 'not listening yet' });
       if (reconciler && !reconciler.isFresh()) {
         const reason = reconciler.lastSuccessAt === null ? 'no successful reconcile yet' : 'the last successful reconcile is older than three intervals';
-        return reply.code(503).send({ ready: false, reason: reconciler.lastError ? `${reason}: ${reconciler.lastError}` : reason });
+        // Anyone may ask; what the frontend answered (addresses, messages) is for operators, in GET /v1/queue.
+        return reply.code(503).send({ ready: false, reason: reconciler.lastError ? `${reason}; the frontend's error is in GET /v1/queue (reconcile.lastError)` : reason });
       }
       return { ready: true };
     },

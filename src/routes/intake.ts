@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
 import { bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
+import { refuseWhenQueueFull } from '../queue-limit.js';
 import { errorResponses, intakeAnswerSchema, taskWebhookSchema } from '../schemas.js';
 import { verify } from '../signature.js';
 
@@ -62,7 +63,7 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'createTask',
         summary: 'Queue a task (webhook from hosting_taskd, or an operator)',
         description:
-          'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.',
+          'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.',
         tags: ['intake'],
         security: [{ webhookSignature: [] }, { bearerToken: [] }],
         body: taskWebhookSchema,
@@ -74,6 +75,7 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const intake = request.intake!;
+      refuseWhenQueueFull(scheduler, config.maxQueued, request.body.nid);
       const { task, duplicate } = scheduler.submit({
         ...request.body,
         source: intake.signed ? 'webhook' : 'operator',

@@ -2,7 +2,6 @@ import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TaskdError } from '../errors.js';
-import { followLog } from '../log-stream.js';
 import { authorizeOperator } from '../plugins/auth.js';
 import { logFilePath, readTail } from '../runner.js';
 import type { WaitingFor } from '../admission.js';
@@ -96,12 +95,13 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         schema: {
           operationId: 'getTaskLog',
           summary: "The task's output (stdout and stderr interleaved), as text",
-          description: 'With ?follow=1 the answer streams the output as it is written and ends when the task ends.',
+          description:
+            'With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops, after a last line saying so). Follows and reads of a whole log count as long-lived answers: at most TASKD_MAX_STREAMS are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).',
           tags: ['tasks'],
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: logQuerySchema,
-          response: { 200: z.string().describe('text/plain'), ...errorResponses(400, 401, 403, 404) },
+          response: { 200: z.string().describe('text/plain'), ...errorResponses(400, 401, 403, 404, 429, 503) },
         },
       },
       async (request, reply) => {
@@ -111,12 +111,28 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
         if (request.query.follow !== '1' && request.query.follow !== 'true') {
           const { size } = await readTail(file, 0);
+          if (size === 0) return reply.send('');
+          // A big log read by a slow client stays open as long as a follow: it counts and is cut on close
+          // like one (cut, not ended: a body that stops early must not look complete).
+          const whole = createReadStream(file);
+          try {
+            app.taskd.streams.open(`task:${nid}`, reply.raw, () => whole.destroy(new Error('the service is stopping')));
+          } catch (error) {
+            whole.destroy();
+            throw error;
+          }
           // Streams are sent as they are (the string schema documents the text); the cast only satisfies the type provider.
-          return reply.send(size === 0 ? '' : (createReadStream(file) as unknown as string));
+          return reply.send(whole as unknown as string);
         }
-        const { metrics } = app.taskd;
+        const { metrics, streams, logFollowers } = app.taskd;
+        const stream = logFollowers.follow(file, { ended: () => !scheduler.isActive(nid) });
+        try {
+          streams.open(`task:${nid}`, reply.raw, () => stream.finish('--- aegir-taskd: the service is stopping; this follow ends here, the task goes on\n'));
+        } catch (error) {
+          stream.destroy();
+          throw error;
+        }
         metrics.logFollowers.inc();
-        const stream = followLog(file, { ended: () => !scheduler.isActive(nid) });
         stream.once('close', () => metrics.logFollowers.dec());
         // A client that disconnects ends the follow at once.
         request.raw.once('close', () => stream.destroy());

@@ -2,10 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { z } from 'zod';
+import { MODULE_TASK_NOT_FOUND } from '../frontend.js';
 import { signedHeaders, verify } from '../signature.js';
 import { AegirState, type Behaviour } from './aegir-state.js';
 
-export type Fault = 'down' | 'slow' | 'error' | 'invalid-json' | 'huge' | 'bad-signature';
+/** `proxy-404`: something in front of Aegir (a proxy, a wrong base URL) answers every request with an HTML 404. */
+export type Fault = 'down' | 'slow' | 'error' | 'invalid-json' | 'huge' | 'bad-signature' | 'proxy-404';
 
 export interface FakeFrontendOptions {
   key: Buffer;
@@ -121,6 +123,11 @@ export class FakeFrontend {
       return;
     }
     if (fault === 'slow') await new Promise((r) => setTimeout(r, this.options.slowMs ?? 15_000));
+    if (fault === 'proxy-404') {
+      res.writeHead(404, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found</h1></center><hr><center>nginx</center></body></html>');
+      return;
+    }
     const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
     const verdict = verify([this.options.key], { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: route });
     if (!verdict.ok || fault === 'bad-signature') return send(401, { error: 'TASKD_ERR_SIGNATURE_INVALID', message: 'Invalid signature.' });
@@ -143,9 +150,10 @@ export class FakeFrontend {
     const match = /^task\/([1-9]\d*)$/.exec(route);
     if (match) {
       const task = this.state.getTask(Number(match[1]));
-      return task ? send(200, task) : send(404, { error: 'not_found', message: 'No such task.' });
+      return task ? send(200, task) : send(404, MODULE_TASK_NOT_FOUND);
     }
-    send(404, { error: 'not_found' });
+    // As hosting_taskd_page_queue() answers extra path parts: a 404 that is not about a task.
+    send(404, { error: 'not_found', message: 'No such route.' });
   }
 
   async #control(req: http.IncomingMessage, url: URL, send: (s: number, b: unknown) => void) {

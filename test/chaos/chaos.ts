@@ -13,6 +13,9 @@ function count(name: string, fallback: number): number {
 export const KILL_CYCLES = count('CHAOS_KILL_CYCLES', 30);
 export const BAD_REQUESTS = count('CHAOS_BAD_REQUESTS', 10_000);
 export const FLOOD = count('CHAOS_FLOOD', 1000);
+/** Connections that send their body a byte at a time, and clients following one task's log. */
+export const SLOW_CLIENTS = count('CHAOS_SLOW_CLIENTS', 2000);
+export const FOLLOWERS = count('CHAOS_FOLLOWERS', 2000);
 /** One seed for every random choice of a run, printed in the summary so that a failure can be replayed. */
 export const SEED = count('CHAOS_SEED', 1 + Math.floor(Math.random() * 2 ** 31));
 
@@ -71,6 +74,19 @@ export function metric(text: string, name: string, labels: Record<string, string
     if (wanted.every(([k, v]) => present.get(k) === v)) return Number(match[3]);
   }
   return 0;
+}
+
+/** Open file descriptors of a process. */
+export async function descriptors(pid: number): Promise<number> {
+  return (await fs.readdir(`/proc/${pid}/fd`)).length;
+}
+
+/** CPU time a process has used (user and system), in milliseconds. */
+export async function cpuMs(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime, in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 export const seconds = (startedAt: number) => ((Date.now() - startedAt) / 1000).toFixed(1);

@@ -28,6 +28,8 @@ type Mode = Fault | 'refused';
 const cases: Array<{ mode: Mode; kind: string }> = [
   { mode: 'slow', kind: 'timeout' },
   { mode: 'error', kind: 'http_status' },
+  // A proxy's (or a wrong base URL's) HTML 404 is a failing frontend, never "Aegir has no such task".
+  { mode: 'proxy-404', kind: 'http_status' },
   { mode: 'invalid-json', kind: 'bad_response' },
   { mode: 'huge', kind: 'too_large' },
   { mode: 'bad-signature', kind: 'unauthorized' },

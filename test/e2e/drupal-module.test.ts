@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { TEST_SECRET, fixture, repoRoot, tempDir, testConfig, waitFor } from '../helpers.js';
+import { HttpFrontend } from '../../src/frontend.js';
+import { TEST_KEY, TEST_SECRET, fixture, repoRoot, tempDir, testConfig, waitFor } from '../helpers.js';
 
 const moduleTests = path.join(repoRoot, 'drupal-module', 'hosting_taskd', 'tests');
 const cleanup: Array<() => unknown> = [];
@@ -47,6 +48,14 @@ async function enqueue(db: string, serviceUrl: string, rid: number) {
 }
 
 describe('the hosting_taskd module and the service together', () => {
+  it("takes the module's own answer for an unknown nid as 'no such task'", async () => {
+    const db = path.join(await tempDir(), 'aegir.sqlite');
+    const frontendUrl = await serveModule(db);
+    const client = new HttpFrontend({ baseUrl: frontendUrl, key: TEST_KEY });
+    cleanup.push(() => client.close());
+    expect(await client.getTask(987_654)).toBeNull();
+  });
+
   it('the module webhook runs the task, and the outcome comes back through the module task endpoint', async () => {
     expect(spawnSync('php', ['--version']).status, 'php must be installed: bash .ci/install-php').toBe(0);
     const db = path.join(await tempDir(), 'aegir.sqlite');

@@ -104,7 +104,7 @@ export interface paths {
         put?: never;
         /**
          * Queue a task (webhook from hosting_taskd, or an operator)
-         * @description Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.
+         * @description Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.
          */
         post: operations["createTask"];
         delete?: never;
@@ -143,7 +143,7 @@ export interface paths {
         };
         /**
          * The task's output (stdout and stderr interleaved), as text
-         * @description With ?follow=1 the answer streams the output as it is written and ends when the task ends.
+         * @description With ?follow=1 the answer streams the output as it is written and ends when the task ends (or when the service stops, after a last line saying so). Follows and reads of a whole log count as long-lived answers: at most TASKD_MAX_STREAMS are open at once (503 TASKD_ERR_TOO_MANY_STREAMS beyond) and TASKD_MAX_STREAMS_PER_TASK for one task (429 TASKD_ERR_TOO_MANY_TASK_STREAMS).
          */
         get: operations["getTaskLog"];
         put?: never;
@@ -386,7 +386,7 @@ export interface components {
         };
         Error: {
             /** @enum {string} */
-            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
+            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
             message: string;
             details?: {
                 [key: string]: unknown;
@@ -857,6 +857,24 @@ export interface operations {
             };
             /** @description Default Response */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -159,6 +159,38 @@ describe('POST /v1/tasks', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
   });
 
+  it('counts every loopback address (127.0.0.0/8, ::1, ::ffff:127.x) as one client for the rate limit, and a mapped IPv4 address as that address', async () => {
+    const { app } = await intakeApp({ TASKD_RATE_LIMIT: '2' });
+    const signedFrom = (nid: number, address: string) => post(app, body({ nid }), signedHeaders(body({ nid })), address);
+    expect((await signedFrom(1, '127.0.0.1')).statusCode).toBe(202);
+    expect((await signedFrom(2, '127.0.0.1')).statusCode).toBe(202);
+    for (const [i, address] of ['127.0.0.2', '127.5.6.7', '127.255.255.254', '::1', '::ffff:127.0.0.9'].entries()) {
+      const limited = await signedFrom(10 + i, address);
+      expect(limited.statusCode, address).toBe(429);
+    }
+    expect((await signedFrom(20, '10.0.0.1')).statusCode).toBe(202);
+    expect((await signedFrom(21, '::ffff:10.0.0.1')).statusCode).toBe(202);
+    expect((await signedFrom(22, '10.0.0.1')).statusCode).toBe(429);
+  });
+
+  it('answers 503 TASKD_ERR_QUEUE_FULL for a new task beyond TASKD_MAX_QUEUED, and still answers duplicates', async () => {
+    const { app, records } = await intakeApp({ TASKD_MAX_QUEUED: '2' });
+    app.taskd.scheduler.pause();
+    for (const nid of [1, 2]) expect((await post(app, body({ nid, rid: nid }), signedHeaders(body({ nid, rid: nid })))).statusCode).toBe(202);
+    const full = await post(app, body({ nid: 3, rid: 3 }), signedHeaders(body({ nid: 3, rid: 3 })));
+    expect(full.statusCode).toBe(503);
+    expect(full.json().error).toBe('TASKD_ERR_QUEUE_FULL');
+    expect(app.taskd.scheduler.get(3)).toBeUndefined();
+    const again = await post(app, body({ nid: 2, rid: 2 }), signedHeaders(body({ nid: 2, rid: 2 })));
+    expect(again.json()).toEqual({ nid: 2, state: 'queued', duplicate: true });
+    expect((await app.inject({ url: '/metrics' })).body).toMatch(/taskd_webhook_rejections_total\{reason="TASKD_ERR_QUEUE_FULL"\} 1/);
+    // Room again once the queue moves: nothing was lost, the next webhook (or reconcile) queues it.
+    app.taskd.scheduler.resume();
+    await waitFor(() => app.taskd.scheduler.stats().queued === 0);
+    expect((await post(app, body({ nid: 3, rid: 3 }), signedHeaders(body({ nid: 3, rid: 3 })))).statusCode).toBe(202);
+    await waitFor(async () => (await records()).filter((r) => r.nid === 3).length === 2);
+  });
+
   it('returns 503 while shutting down', async () => {
     const { app } = await intakeApp();
     app.taskd.lifecycle.closing = true;

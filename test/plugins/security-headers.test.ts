@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { contractViolations } from '../contract.js';
+import { testApp, waitFor } from '../helpers.js';
+
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  for (const app of apps.splice(0)) await app.close();
+  expect(contractViolations.splice(0)).toEqual([]);
+});
+
+const noScripts = (policy: string | string[] | undefined) => {
+  expect(typeof policy).toBe('string');
+  expect(policy).toMatch(/(^|; )default-src 'none'(;|$)/);
+  expect(policy).toMatch(/frame-ancestors 'none'/);
+  expect(policy).not.toMatch(/script-src/);
+};
+
+describe('security headers', () => {
+  it('sends nosniff and a policy that allows no script on /docs, on a task log and on its live follow', async () => {
+    const { app } = await testApp({ TASKD_COMMAND: JSON.stringify(['sh', '-c', 'echo "<script>alert(1)</script>"; sleep 0.3', 'x', '{nid}']) });
+    apps.push(app);
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const docs = await app.inject({ url: '/docs' });
+    expect(docs.headers['x-content-type-options']).toBe('nosniff');
+    noScripts(docs.headers['content-security-policy']);
+    expect(docs.headers['content-security-policy']).toMatch(/style-src 'unsafe-inline'/);
+
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 81 } });
+    const follow = await request(`${url}/v1/tasks/81/log?follow=1`);
+    expect(follow.headers['x-content-type-options']).toBe('nosniff');
+    noScripts(follow.headers['content-security-policy']);
+    expect(await follow.body.text()).toContain('<script>');
+    await waitFor(() => app.taskd.scheduler.get(81)?.state === 'succeeded');
+    const log = await app.inject({ url: '/v1/tasks/81/log' });
+    expect(log.headers['x-content-type-options']).toBe('nosniff');
+    noScripts(log.headers['content-security-policy']);
+    expect(log.headers['content-security-policy']).not.toMatch(/style-src/);
+  });
+});
