@@ -17,6 +17,7 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
     TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
     TASKD_RECONCILE_INTERVAL: '0.2',
     TASKD_CONCURRENCY: '4',
+    ...(process.env.DEBUG_TASKD_LOG ? { TASKD_LOG_LEVEL: 'info' } : {}),
     ...env,
   });
   const timeoutMs = options.frontendTimeoutMs;

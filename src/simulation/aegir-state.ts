@@ -17,6 +17,17 @@ export interface SimTask extends AegirTask {
   /** Wall-clock milliseconds of the last claim and the last final status, for ordering checks. */
   claimedAt: number | null;
   finishedAt: number | null;
+  /** {hosting_task_log}: every entry of every revision, as _hosting_task_log() writes them. */
+  log: Array<{ vid: number; type: string; message: string; timestamp: number }>;
+  /** The revision and reason of the last finish by POST task/{nid}/finish, so that a repeat answers the same. */
+  finishedByService: { vid: number; status: number } | null;
+}
+
+/** hosting_task_parse_log(): any error or failed entry of the revision makes it an error, else any warning a warning, else a success. */
+export function statusFromLog(entries: ReadonlyArray<{ type: string }>): number {
+  if (entries.some((e) => e.type === 'error' || e.type === 'failed')) return AegirStatus.error;
+  if (entries.some((e) => e.type === 'warning')) return AegirStatus.warning;
+  return AegirStatus.success;
 }
 
 /**
@@ -50,6 +61,8 @@ export class AegirState {
       claims: 0,
       claimedAt: null,
       finishedAt: null,
+      log: [],
+      finishedByService: null,
     };
     this.tasks.set(nid, task);
     return task;
@@ -83,6 +96,37 @@ export class AegirState {
     t.claims += 1;
     t.claimedAt = Date.now();
     return { ok: true, task: t };
+  }
+
+  /** _hosting_task_log(): one entry for the task's live revision. */
+  addLog(nid: number, type: string, message: string): void {
+    const t = this.tasks.get(nid);
+    if (t) t.log.push({ vid: t.vid, type, message, timestamp: this.#clock() });
+  }
+
+  /** hosting_task_update_status() at shutdown: the status its revision's log gives. */
+  finishFromLog(nid: number): number | undefined {
+    const t = this.tasks.get(nid);
+    if (!t) return undefined;
+    const status = statusFromLog(t.log.filter((e) => e.vid === t.vid));
+    this.finish(nid, status);
+    return status;
+  }
+
+  /**
+   * hosting_taskd's POST task/{nid}/finish: only a live revision that is processing at that vid; the
+   * reason becomes an error entry of that revision and Aegir derives the status. A repeat for a task
+   * this call already finished answers the same.
+   */
+  finishByService(nid: number, vid: number, reason: string): { result: 'finished' | 'conflict'; status: number; vid: number } | { result: 'not_found' } {
+    const t = this.tasks.get(nid);
+    if (!t) return { result: 'not_found' };
+    if (t.finishedByService && t.finishedByService.vid === vid && t.vid === vid) return { result: 'finished', status: t.finishedByService.status, vid };
+    if (t.status !== AegirStatus.processing || t.vid !== vid) return { result: 'conflict', status: t.status, vid: t.vid };
+    this.addLog(nid, 'error', reason);
+    const status = this.finishFromLog(nid)!;
+    t.finishedByService = { vid, status };
+    return { result: 'finished', status, vid };
   }
 
   /** At shutdown hosting-task writes the final status straight to the row (no new revision). */

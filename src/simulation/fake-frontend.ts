@@ -129,7 +129,9 @@ export class FakeFrontend {
       return;
     }
     const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
-    const verdict = verify([this.options.key], { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: route });
+    // GETs sign their route string; a POST its raw body, as hosting_taskd checks them.
+    const raw = req.method === 'POST' ? await readRaw(req) : null;
+    const verdict = verify([this.options.key], { id: header('webhook-id'), timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), payload: raw ?? route });
     if (!verdict.ok || fault === 'bad-signature') return send(401, { error: 'TASKD_ERR_SIGNATURE_INVALID', message: 'Invalid signature.' });
     if (fault === 'error') return send(500, { error: 'internal', message: 'PDOException: database went away' });
     if (fault === 'invalid-json') {
@@ -145,6 +147,16 @@ export class FakeFrontend {
       }
       res.end('{}');
       return;
+    }
+    const finish = /^task\/([1-9]\d*)\/finish$/.exec(route);
+    if (finish) {
+      if (req.method !== 'POST') return send(405, { error: 'method_not_allowed', message: 'Use POST.' });
+      const parsed = z.object({ vid: z.number().int().positive(), reason: z.string().min(1).max(4096) }).safeParse(JSON.parse(raw!.toString('utf8') || 'null'));
+      if (!parsed.success) return send(400, { error: 'TASKD_ERR_INVALID_REQUEST', message: parsed.error.issues[0]?.message ?? 'invalid' });
+      const outcome = this.state.finishByService(Number(finish[1]), parsed.data.vid, parsed.data.reason);
+      if (outcome.result === 'not_found') return send(404, MODULE_TASK_NOT_FOUND);
+      if (outcome.result === 'conflict') return send(409, { error: 'TASKD_ERR_NOT_PROCESSING', status: outcome.status, vid: outcome.vid });
+      return send(200, { nid: Number(finish[1]), vid: outcome.vid, status: outcome.status });
     }
     if (route === 'queue') return send(200, { tasks: this.state.listQueue() });
     const match = /^task\/([1-9]\d*)$/.exec(route);
@@ -180,8 +192,16 @@ export class FakeFrontend {
       const result = this.state.claim(nid);
       return result.ok ? send(200, result.task) : send(409, { message: result.message });
     }
+    if (action === 'log') {
+      const entry = z.object({ type: z.string(), message: z.string() }).parse(body);
+      this.state.addLog(nid, entry.type, entry.message);
+      return send(200, {});
+    }
     if (action === 'finish') {
-      this.state.finish(nid, z.object({ status: z.number().int() }).parse(body).status);
+      // An explicit status stands for a test's own shortcut; hosting-task's shutdown derives it from the log.
+      const status = z.object({ status: z.number().int().optional() }).parse(body ?? {}).status;
+      if (status === undefined) this.state.finishFromLog(nid);
+      else this.state.finish(nid, status);
       return send(200, this.state.getTask(nid));
     }
     if (action === 'requeue') {
@@ -194,9 +214,13 @@ export class FakeFrontend {
   }
 }
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
+async function readRaw(req: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const text = (await readRaw(req)).toString('utf8');
   return text ? JSON.parse(text) : undefined;
 }

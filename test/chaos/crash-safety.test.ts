@@ -89,7 +89,7 @@ describe('crash safety: SIGKILL to the service while webhooks keep arriving', ()
     const spawns = new Map<number, number>();
     for (const t of tasks) {
       const log = await fs.readFile(path.join(logDir, `${t.nid}.log`), 'utf8').catch(() => '');
-      spawns.set(t.nid, log.match(/^(Task starts processing|This task is (not queued|already running))/gm)?.length ?? 0);
+      spawns.set(t.nid, log.match(/^(\[notice\] Task starts processing|This task is (not queued|already running))/gm)?.length ?? 0);
     }
     const spawnedTwice = [...spawns].filter(([, n]) => n > 1).map(([nid]) => nid);
     const laneOverlaps = [...groupBy(tasks, (t) => t.rid).values()].reduce(
