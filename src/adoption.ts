@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { z } from 'zod';
-import { readOutcome, type AttemptVerdict } from './attempt.js';
+import { readOutcome, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import { AegirStatus, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath } from './runner.js';
@@ -164,12 +164,18 @@ async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> 
   let state: EndState = 'failed';
   let message = task.message;
   let orphan;
+  let writeBack: WriteBackRequest | undefined;
   if (target.frontend) {
     const outcome = await readOutcome(task, target.frontend, target.metrics);
     if (outcome.state !== null) {
       state = outcome.state === 'retry' ? 'failed' : outcome.state;
       task.outcomeConfirmed = true;
       orphan = outcome.orphan;
+      if (orphan?.vid != null && pid !== null) {
+        writeBack = { vid: orphan.vid, reason: `aegir-taskd: the re-adopted drush (pid ${pid}) ended without finishing the task`, cause: 'adopted_died' as const };
+        message = 'the re-adopted child ended but Aegir still showed it processing; finishing it in Aegir';
+        orphan = undefined;
+      }
       if (outcome.state === 'retry') message = 'Aegir still shows it queued after the re-adopted run';
     } else {
       task.outcomeConfirmed = false;
@@ -179,7 +185,7 @@ async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> 
     task.outcomeConfirmed = false;
     message = 'outcome unknown: the service restarted while this ran, and without TASKD_FRONTEND_URL Aegir cannot be asked';
   }
-  target.finish(task, { kind: 'end', state, endedAt, message, ...(orphan && { orphan }) });
+  target.finish(task, { kind: 'end', state, endedAt, message, ...(orphan && { orphan }), ...(writeBack && { writeBack }) });
   // After the end is journaled: until then the pid file is the evidence that the command ran.
   if (pid !== null) await removeAdoptedRunFiles(target.logDir, task.nid, pid).catch(() => false);
 }

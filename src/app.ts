@@ -6,6 +6,8 @@ import type { Config } from './config.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { Journal } from './journal.js';
+import { OrphanResolver } from './orphans.js';
+import { WriteBackOutbox } from './outbox.js';
 import { rateLimitClient } from './client-key.js';
 import { BatchedLogDestination } from './log-destination.js';
 import { LogFollowers } from './log-stream.js';
@@ -37,6 +39,8 @@ export interface TaskdContext {
   replay: ReplayCache<number>;
   lifecycle: { closing: boolean };
   journal: Journal | null;
+  outbox: WriteBackOutbox | null;
+  orphans: OrphanResolver | null;
   /** Every answer that stays open (log follows), capped, and ended when the app closes. */
   streams: LongLivedResponses;
   /** One poller per followed log file, shared by its followers. */
@@ -117,8 +121,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     options.journal && config.journal !== 'off'
       ? new Journal({ dir: config.stateDir, mode: config.journal, log: app.log, snapshot: () => scheduler.journalEntries(), compactAtBytes: config.journalCompactBytes })
       : null;
+  // Write-backs to Aegir: kept in the state folder with the journal, in memory where the journal is off.
+  const outbox = frontend
+    ? new WriteBackOutbox({
+        frontend,
+        stateDir: journal ? config.stateDir : null,
+        metrics,
+        log: app.log,
+        onDone: (writeBack, answer) => scheduler.writeBackDone(writeBack.nid, answer),
+      })
+    : null;
   scheduler = new Scheduler({
     journal: journal ?? undefined,
+    outbox: outbox ?? undefined,
     config,
     env: options.env,
     metrics,
@@ -127,11 +142,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
   });
-  const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
+  const orphans = outbox ? new OrphanResolver({ graceMs: config.orphanGraceMs, orphans: () => scheduler.orphans(), outbox, log: app.log }) : null;
+  const reconciler = frontend
+    ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs, ...(orphans && { afterApply: () => orphans.sweep() }) })
+    : null;
 
   const streams = new LongLivedResponses({ maxTotal: config.maxStreams, maxPerKey: config.maxStreamsPerTask });
   const logFollowers = new LogFollowers();
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal, streams, logFollowers });
+  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal, outbox, orphans, streams, logFollowers });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -151,6 +169,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     reconciler?.stop();
     scheduler.close();
+    outbox?.close();
     await frontend?.close();
     journal?.close();
     logDestination?.close();

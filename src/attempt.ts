@@ -3,6 +3,7 @@ import { AegirStatus, frontendErrorKind, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { startRun, type RunResult, type StartedRun } from './runner.js';
 import type { WarmGates } from './start-gate.js';
+import type { WriteBackCause } from './outbox.js';
 import { endStateFromAegir, laneKeyFor, type EndState, type Logger, type Orphan, type Task } from './task.js';
 
 export type AttemptConfig = Pick<Config, 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'confirmMaxAgeMs'>;
@@ -28,16 +29,25 @@ export interface AttemptContext {
  * or moves to the lane of the rid Aegir gave it, unstarted, so two tasks of one site never run at once.
  */
 export type AttemptVerdict =
-  | { kind: 'end'; state: EndState; endedAt: number; message: string | null; orphan?: Orphan }
+  | { kind: 'end'; state: EndState; endedAt: number; message: string | null; orphan?: Orphan; writeBack?: WriteBackRequest }
   | { kind: 'retry'; delayMs: number }
   | { kind: 'unstarted' }
   | { kind: 'move'; rid: number | null };
 
 export type Outcome = { state: EndState | 'retry' | null; message: string | null; orphan?: Orphan };
 
+/** A drush the service knows is dead, while Aegir still shows its task processing at vid: to be finished there. */
+export interface WriteBackRequest {
+  vid: number;
+  reason: string;
+  cause: WriteBackCause;
+}
+
 const REFUSAL = /This task is (not queued|already running)/i;
 
-const end = (state: EndState, endedAt: number, message: string | null): AttemptVerdict => ({ kind: 'end', state, endedAt, message });
+export type EndVerdict = Extract<AttemptVerdict, { kind: 'end' }>;
+
+const end = (state: EndState, endedAt: number, message: string | null): EndVerdict => ({ kind: 'end', state, endedAt, message });
 
 export function countFrontendError(metrics: Metrics, operation: string, error: unknown): void {
   metrics.frontendErrors.inc({ operation, kind: frontendErrorKind(error) });
@@ -51,6 +61,8 @@ export function countFrontendError(metrics: Metrics, operation: string, error: u
 export class Attempt {
   run: StartedRun | null = null;
   cancelRequested = false;
+  /** Who or what asked it to stop, in the words Aegir's task log will show. */
+  stopReason: string | null = null;
 
   constructor(
     readonly task: Task,
@@ -58,8 +70,9 @@ export class Attempt {
   ) {}
 
   /** Asks the attempt to end: it does not start, or its process group is stopped. */
-  stop(): void {
+  stop(reason: string | null = null): void {
     this.cancelRequested = true;
+    this.stopReason ??= reason;
     this.run?.stop();
   }
 
@@ -130,6 +143,19 @@ export class Attempt {
    * Why the task must not start (refusal), or null with Aegir's rid for it (undefined when Aegir could
    * not be asked). An unreachable frontend lets it start: hosting-task refuses a task that is not queued.
    */
+  /**
+   * A run the service ended itself (stopped, timed out): its state says what happened, and when
+   * Aegir still shows it processing, Aegir is told too, since no shutdown function ran.
+   */
+  async #killed(state: EndState, endedAt: number, message: string, writeBack: Omit<WriteBackRequest, 'vid'>): Promise<AttemptVerdict> {
+    const { task, ctx } = this;
+    if (!ctx.frontend) return end(state, endedAt, message);
+    const outcome = await readOutcome(task, ctx.frontend, ctx.metrics);
+    if (outcome.orphan && outcome.orphan.vid !== null) return { ...end(state, endedAt, `${message}; finishing it in Aegir`), writeBack: { ...writeBack, vid: outcome.orphan.vid } };
+    if (outcome.state === null) task.outcomeConfirmed = false;
+    return end(state, endedAt, message);
+  }
+
   async #confirmQueued(frontend: Frontend): Promise<{ refusal: string | null; rid?: number | null }> {
     const { task, ctx } = this;
     try {
@@ -149,9 +175,19 @@ export class Attempt {
   async #judge(result: RunResult): Promise<AttemptVerdict> {
     const { task, ctx } = this;
     const endedAt = result.endedAt;
-    if (this.cancelRequested) return end('cancelled', endedAt, 'stopped by an operator while running');
-    if (result.spawnError) return end('failed', endedAt, result.spawnError);
-    if (result.timedOut) return end('timed_out', endedAt, `killed after ${ctx.config.taskTimeoutMs / 1000}s (TASKD_TASK_TIMEOUT)`);
+    if (result.spawnError) return end(this.cancelRequested ? 'cancelled' : 'failed', endedAt, result.spawnError);
+    const signal = result.signal ?? 'SIGTERM';
+    if (this.cancelRequested) {
+      const who = this.stopReason ?? 'stopped by an operator';
+      return this.#killed('cancelled', endedAt, `${who} while running`, { reason: `aegir-taskd: drush was ${who} (${signal} to its process group)`, cause: 'stopped' });
+    }
+    if (result.timedOut) {
+      const seconds = ctx.config.taskTimeoutMs / 1000;
+      return this.#killed('timed_out', endedAt, `killed after ${seconds}s (TASKD_TASK_TIMEOUT)`, {
+        reason: `aegir-taskd: drush was killed by ${signal} after ${seconds} s (TASKD_TASK_TIMEOUT)`,
+        cause: 'timeout',
+      });
+    }
     if (result.exitCode === 1 && REFUSAL.test(result.output)) {
       return end('skipped', endedAt, `hosting-task refused it: ${result.output.match(REFUSAL)![0]}`);
     }
@@ -164,6 +200,14 @@ export class Attempt {
       return end(byExitCode, endedAt, `outcome not confirmed by Aegir (${outcome.message}); a later reconcile corrects it`);
     }
     task.outcomeConfirmed = true;
+    if (outcome.orphan && outcome.orphan.vid !== null) {
+      // The command ended and Aegir was never told: no shutdown function ran (a signal), or it failed before it could.
+      const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+      return {
+        ...end('failed', endedAt, `${outcome.message}; finishing it in Aegir`),
+        writeBack: { vid: outcome.orphan.vid, reason: `aegir-taskd: drush ${how} without finishing the task`, cause: result.signal ? 'killed' : 'exited_processing' },
+      };
+    }
     if (outcome.state !== 'retry') return { ...end(outcome.state, endedAt, outcome.message ?? exitMessage), ...(outcome.orphan && { orphan: outcome.orphan }) };
     const delayMs = ctx.retryDelaysMs[task.attempts - 1];
     if (delayMs === undefined) {

@@ -18,6 +18,8 @@ export const errorCatalog = {
   TASK_NOT_FOUND: { status: 404, message: 'The service knows no task with this nid.' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No such endpoint.' },
   TASK_RUNNING: { status: 409, message: 'The task is running; add ?force=1 to stop it.' },
+  ORPHAN_NOT_FOUND: { status: 404, message: 'No orphan with this nid: Aegir does not show it processing without a process here, as of the last reconcile.' },
+  ORPHAN_RUNNING: { status: 409, message: 'A hosting-task of this nid runs on this host; it is not an orphan.' },
   FRONTEND_NOT_CONFIGURED: { status: 409, message: 'No frontend is configured (TASKD_FRONTEND_URL).' },
   TOO_MANY_TASK_STREAMS: { status: 429, message: 'Too many clients follow this task already (TASKD_MAX_STREAMS_PER_TASK).' },
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in the retry-after header.' },

@@ -58,10 +58,21 @@ export function frontendErrorKind(error: unknown): FrontendErrorKind | 'unexpect
   return error instanceof FrontendError ? error.kind : 'unexpected';
 }
 
+/** What POST {base}/task/{nid}/finish answered: finished (Aegir's new status), not processing at that vid (nothing changed), or no such task. */
+export type FinishAnswer = { kind: 'finished'; status: number; vid: number } | { kind: 'not_processing'; status: number | null; vid: number | null } | { kind: 'not_found' };
+
+const finishedSchema = z.object({ nid: z.number().int(), vid: z.number().int(), status: z.number().int() });
+const notProcessingSchema = z.object({ error: z.literal('TASKD_ERR_NOT_PROCESSING'), status: z.number().int().nullable().optional(), vid: z.number().int().nullable().optional() });
+
+/** The module's limit on a reason (HOSTING_TASKD_MAX_REASON). */
+export const MAX_FINISH_REASON_BYTES = 4096;
+
 /** What the scheduler and the reconciler need from Aegir. */
 export interface Frontend {
   listQueue(): Promise<AegirTask[]>;
   getTask(nid: number): Promise<AegirTask | null>;
+  /** Finishes a task whose drush is dead, through Aegir's own hosting_task_update_status(); optional for fakes that cannot write. */
+  finishTask?(nid: number, vid: number, reason: string): Promise<FinishAnswer>;
   close(): Promise<void>;
 }
 
@@ -107,44 +118,89 @@ export class HttpFrontend implements Frontend {
     return parsed.data;
   }
 
+  async finishTask(nid: number, vid: number, reason: string): Promise<FinishAnswer> {
+    const route = `task/${nid}/finish`;
+    const payload = JSON.stringify({ vid, reason: truncateUtf8(reason, MAX_FINISH_REASON_BYTES) });
+    const { statusCode, headers, text } = await this.#send('POST', route, payload);
+    if (statusCode === 404 && isModuleNotFound(headers['content-type'], text)) return { kind: 'not_found' };
+    const json = statusCode === 200 || statusCode === 409 ? parseJson(text) : undefined;
+    if (statusCode === 200) {
+      const parsed = finishedSchema.safeParse(json);
+      if (!parsed.success) throw new FrontendError('bad_response', `POST ${route}: unexpected JSON: ${describeIssue(parsed.error)}`);
+      return { kind: 'finished', status: parsed.data.status, vid: parsed.data.vid };
+    }
+    if (statusCode === 409) {
+      const parsed = notProcessingSchema.safeParse(json);
+      if (parsed.success) return { kind: 'not_processing', status: parsed.data.status ?? null, vid: parsed.data.vid ?? null };
+    }
+    throw statusError('POST', route, statusCode);
+  }
+
   close(): Promise<void> {
     return this.#agent.close();
   }
 
-  async #get(route: string, notFoundIsNull = false): Promise<unknown> {
+  /** One signed request: GETs sign their route string, a POST its raw body. */
+  async #send(method: 'GET' | 'POST', route: string, payload?: string): Promise<{ statusCode: number; headers: Record<string, string | string[] | undefined>; text: string }> {
     const url = `${this.options.baseUrl}/${route}`;
     let response;
     try {
       response = await request(url, {
-        method: 'GET',
+        method,
         dispatcher: this.#agent,
-        headers: { accept: 'application/json', ...signedHeaders(this.options.key, route) },
+        headers: {
+          accept: 'application/json',
+          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+          ...signedHeaders(this.options.key, payload ?? route),
+        },
+        ...(payload === undefined ? {} : { body: payload }),
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (error) {
-      throw toFrontendError(route, error);
+      throw toFrontendError(`${method} ${route}`, error);
     }
     const { statusCode, body, headers } = response;
-    let text: string;
     try {
-      text = await readCapped(body, this.#maxBytes, route);
+      return { statusCode, headers, text: await readCapped(body, this.#maxBytes, `${method} ${route}`) };
     } catch (error) {
-      throw error instanceof FrontendError ? error : toFrontendError(route, error);
-    }
-    if (statusCode === 404 && notFoundIsNull && isModuleNotFound(headers['content-type'], text)) return null;
-    if (statusCode === 404) {
-      throw new FrontendError('http_status', `GET ${route}: HTTP 404 that is not hosting_taskd's answer (check TASKD_FRONTEND_URL and any proxy in front of Aegir)`);
-    }
-    if (statusCode === 401 || statusCode === 403) {
-      throw new FrontendError('unauthorized', `GET ${route}: the frontend refused our signature (HTTP ${statusCode}); check that hosting_taskd_secret equals TASKD_SECRET`);
-    }
-    if (statusCode !== 200) throw new FrontendError('http_status', `GET ${route}: HTTP ${statusCode}`);
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new FrontendError('bad_response', `GET ${route}: the answer is not JSON`);
+      throw error instanceof FrontendError ? error : toFrontendError(`${method} ${route}`, error);
     }
   }
+
+  async #get(route: string, notFoundIsNull = false): Promise<unknown> {
+    const { statusCode, headers, text } = await this.#send('GET', route);
+    if (statusCode === 404 && notFoundIsNull && isModuleNotFound(headers['content-type'], text)) return null;
+    if (statusCode !== 200) throw statusError('GET', route, statusCode);
+    const json = parseJson(text);
+    if (json === undefined) throw new FrontendError('bad_response', `GET ${route}: the answer is not JSON`);
+    return json;
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every answer but the expected ones is the frontend failing, never "no such task". */
+function statusError(method: string, route: string, statusCode: number): FrontendError {
+  if (statusCode === 404) {
+    return new FrontendError('http_status', `${method} ${route}: HTTP 404 that is not hosting_taskd's answer (check TASKD_FRONTEND_URL and any proxy in front of Aegir)`);
+  }
+  if (statusCode === 401 || statusCode === 403) {
+    return new FrontendError('unauthorized', `${method} ${route}: the frontend refused our signature (HTTP ${statusCode}); check that hosting_taskd_secret equals TASKD_SECRET`);
+  }
+  return new FrontendError('http_status', `${method} ${route}: HTTP ${statusCode}`);
+}
+
+/** At most maxBytes of UTF-8, cut at a character boundary. */
+function truncateUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text);
+  if (bytes.length <= maxBytes) return text;
+  return bytes.subarray(0, maxBytes).toString('utf8').replace(/\uFFFD$/, '');
 }
 
 async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number, route: string): Promise<string> {
@@ -154,7 +210,7 @@ async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, 
     total += chunk.length;
     if (total > maxBytes) {
       body.destroy();
-      throw new FrontendError('too_large', `GET ${route}: the answer is larger than ${maxBytes} bytes`);
+      throw new FrontendError('too_large', `${route}: the answer is larger than ${maxBytes} bytes`);
     }
     chunks.push(chunk);
   }
@@ -170,9 +226,9 @@ function toFrontendError(route: string, error: unknown): FrontendError {
     err.name === 'TimeoutError' ||
     err.name === 'AbortError'
   ) {
-    return new FrontendError('timeout', `GET ${route}: timed out`);
+    return new FrontendError('timeout', `${route}: timed out`);
   }
-  return new FrontendError('unreachable', `GET ${route}: ${err.code ?? err.name}: ${err.message}`);
+  return new FrontendError('unreachable', `${route}: ${err.code ?? err.name}: ${err.message}`);
 }
 
 function describeIssue(error: z.ZodError): string {

@@ -29,6 +29,12 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
     webhookRejections: new Counter({ name: 'taskd_webhook_rejections_total', help: 'Intake requests refused, by reason.', labelNames: ['reason'] as const, registers: [registry] }),
     reconcileRuns: new Counter({ name: 'taskd_reconcile_runs_total', help: 'Reconciliations, by result.', labelNames: ['result'] as const, registers: [registry] }),
     frontendErrors: new Counter({ name: 'taskd_frontend_errors_total', help: 'Failed calls to the frontend, by operation and kind.', labelNames: ['operation', 'kind'] as const, registers: [registry] }),
+    writeBacks: new Counter({
+      name: 'taskd_write_backs_total',
+      help: 'Finishes of dead drush runs sent to Aegir, by cause and by what Aegir answered (finished, not_processing, not_found, retry).',
+      labelNames: ['cause', 'result'] as const,
+      registers: [registry],
+    }),
     logFollowers: new Gauge({ name: 'taskd_log_followers', help: 'Clients following a task log right now.', registers: [registry] }),
     queueToStart: new Histogram({
       name: 'taskd_queue_to_start_seconds',

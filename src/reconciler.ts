@@ -42,6 +42,8 @@ export interface ReconcilerOptions {
   metrics: Metrics;
   log: Logger;
   intervalMs: number;
+  /** Runs after every reconcile whose listing was applied (the orphan sweep). */
+  afterApply?: () => Promise<unknown>;
 }
 
 /**
@@ -209,6 +211,7 @@ export class Reconciler {
     this.consecutiveFailures = 0;
     metrics.reconcileRuns.inc({ result: 'ok' });
     const corrected = await this.#correctOutcomes(new Set(listing.map((t) => t.nid)));
+    await this.options.afterApply?.().catch((error: unknown) => log.error({ err: (error as Error).message }, 'the orphan sweep failed'));
     if (report.queued.length + report.cancelled.length + corrected.length > 0) {
       log.info({ queued: report.queued, cancelled: report.cancelled, corrected, orphans: report.orphans }, 'reconciled with Aegir');
     }

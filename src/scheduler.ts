@@ -1,6 +1,6 @@
 import { adoptChild, type AdoptionRecord, type AdoptionResult, type AdoptionTarget } from './adoption.js';
 import { Admission, waitingForVerdict, type WaitingFor } from './admission.js';
-import { Attempt, countFrontendError, type AttemptContext, type AttemptVerdict } from './attempt.js';
+import { Attempt, countFrontendError, type AttemptContext, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import type { Config } from './config.js';
 import { AegirStatus, type AegirTask, type Frontend } from './frontend.js';
 import { LaneQueue } from './lane-queue.js';
@@ -8,7 +8,7 @@ import type { Metrics } from './metrics.js';
 import { applyListing, correctOutcome, unconfirmedOutcomes, type ListingTarget, type ReconcileReport } from './reconciler.js';
 import { childEnvironment } from './runner.js';
 import { spawnGate, WarmGates } from './start-gate.js';
-import { laneKeyFor, newTask, type EndState, type Logger, type Orphan, type Task, type TaskState, type TaskSubmission } from './task.js';
+import { ACTIVE_STATES, laneKeyFor, newTask, type EndState, type Logger, type Orphan, type Task, type TaskState, type TaskSubmission } from './task.js';
 import { TaskRegistry } from './task-registry.js';
 
 export type { AdoptionRecord } from './adoption.js';
@@ -47,6 +47,12 @@ export interface SchedulerOptions {
   gateRecheckMs?: number;
   /** Where every change that matters after a restart is written; none: nothing survives one. */
   journal?: TaskJournal | undefined;
+  /** Where finishes of dead drush runs go, to be sent to Aegir; none: they are listed as orphans. */
+  outbox?: WriteBackSink | undefined;
+}
+
+export interface WriteBackSink {
+  push(writeBack: WriteBackRequest & { nid: number }): void;
 }
 
 /** What the scheduler writes to: a task as it is now, and whether it is stuck. */
@@ -68,6 +74,7 @@ export class Scheduler {
   readonly #frontend: Frontend | undefined;
   readonly #registry: TaskRegistry;
   readonly #journal: TaskJournal | undefined;
+  readonly #outbox: WriteBackSink | undefined;
   readonly #lanes = new LaneQueue<Task>();
   readonly #admission: Admission;
   readonly #attemptContext: AttemptContext;
@@ -88,6 +95,7 @@ export class Scheduler {
     this.#frontend = options.frontend;
     this.#registry = new TaskRegistry(config.historySize);
     this.#journal = options.journal;
+    this.#outbox = options.outbox;
     this.#admission = new Admission({ limits: config, loadAverage: options.loadAverage, loadRecheckMs: options.gateRecheckMs });
     const childEnv = childEnvironment(options.env);
     this.#attemptContext = {
@@ -233,22 +241,22 @@ export class Scheduler {
     return this.#admission.paused;
   }
 
-  /** Drops a queued task, or stops a running one when forced. */
-  cancel(nid: number, force: boolean, reason = 'removed by an operator'): { task: Task | undefined; outcome: 'cancelled' | 'stopping' | 'running' | 'not_found' | 'ended' } {
+  /** Drops a queued task, or stops a running one when forced; the reason is what Aegir's log and the task say. */
+  cancel(nid: number, force: boolean, reason?: string): { task: Task | undefined; outcome: 'cancelled' | 'stopping' | 'running' | 'not_found' | 'ended' } {
     const task = this.#registry.active(nid);
     if (!task) {
       const ended = this.#registry.ended(nid);
       return { task: ended, outcome: ended ? 'ended' : 'not_found' };
     }
     if (task.state === 'queued') {
-      this.#dropQueued(task, reason);
+      this.#dropQueued(task, reason ?? 'removed by an operator');
       return { task, outcome: 'cancelled' };
     }
     const attempt = this.#attempts.get(nid);
     // A starting task has no process with its task yet: stopping it needs no force.
     if (!force && !(task.state === 'starting' && attempt)) return { task, outcome: 'running' };
     if (attempt) {
-      attempt.stop();
+      attempt.stop(reason ?? null);
     } else if (task.pid !== null) {
       // An adopted child is not ours to wait on; its group is signalled all the same.
       try {
@@ -256,9 +264,16 @@ export class Scheduler {
       } catch {
         /* already gone */
       }
-      task.message = reason;
+      task.message = reason ?? 'stopped by an operator';
     }
     return { task, outcome: 'stopping' };
+  }
+
+  /** Aegir says a task is no longer queued (cancelled in place, or ended): a queued one is dropped here. */
+  droppedInAegir(nid: number, status: number): Task | undefined {
+    const task = this.#registry.active(nid);
+    if (task?.state === 'queued') this.#dropQueued(task, `cancelled in Aegir (status ${status})`);
+    return this.#registry.get(nid);
   }
 
   // ---- reading -----------------------------------------------------------
@@ -552,6 +567,7 @@ export class Scheduler {
     task.pid = null;
     task.message = verdict.message;
     if (verdict.orphan) this.#registry.orphans.set(task.nid, verdict.orphan);
+    if (verdict.writeBack) this.#writeBack(task, verdict.writeBack);
     if (verdict.state === 'stuck') this.#registry.markStuck(task);
     this.#end(task, verdict.state, verdict.endedAt);
     this.#lanes.release(task);
@@ -567,6 +583,24 @@ export class Scheduler {
     this.#metrics.tasksEnded.inc({ outcome: state });
     const level = state === 'succeeded' || state === 'cancelled' ? 'info' : 'warn';
     this.#log[level]({ nid: task.nid, lane: task.lane, state, exitCode: task.exitCode, message: task.message }, 'task ended');
+  }
+
+  /** Finishes in Aegir a task whose drush is dead; without an outbox it stays listed as an orphan. */
+  #writeBack(task: Task, writeBack: WriteBackRequest): void {
+    if (this.#outbox) {
+      this.#outbox.push({ nid: task.nid, ...writeBack });
+      return;
+    }
+    this.#registry.orphans.set(task.nid, { nid: task.nid, rid: task.rid, type: task.type, vid: writeBack.vid, since: Date.now(), reason: writeBack.reason });
+  }
+
+  /** Aegir's answer to a finish: the task keeps the state of what happened, with the status Aegir gave it beside it. */
+  writeBackDone(nid: number, answer: { kind: string; status?: number | null }): void {
+    const task = this.#registry.get(nid);
+    if (answer.kind !== 'not_found') this.#registry.orphans.delete(nid);
+    if (!task || ACTIVE_STATES.includes(task.state) || answer.status == null) return;
+    task.aegirStatus = answer.status;
+    this.#persist(task, this.#registry.isStuck(nid));
   }
 
   /** Journals a change after the fact: the change stands whether or not the write works, so a failure is only logged. */

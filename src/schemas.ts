@@ -16,8 +16,19 @@ export const taskWebhookSchema = z
       .describe('Aegir task type, e.g. verify, install, backup.'),
     vid: id32.optional().describe('Revision id of the task node when it was queued.'),
     changed: z.number().int().nonnegative().max(253_402_300_799).optional().describe('Unix time the task node last changed; orders tasks.'),
+    status: z
+      .number()
+      .int()
+      .min(-1)
+      .max(3)
+      .optional()
+      .describe("Aegir's task_status when it is not 0 (queued): the task was cancelled or ended in Aegir, so a task queued here is dropped and nothing is queued."),
   })
   .meta({ id: 'TaskWebhook' });
+
+export const stopRequestSchema = z
+  .object({ reason: z.string().min(1).max(200).describe('Who stopped it, as Aegir\'s task log and the task show it, e.g. "stopped by admin".') })
+  .meta({ id: 'StopRequest' });
 export type TaskWebhook = z.output<typeof taskWebhookSchema>;
 
 export const taskStateSchema = z.enum(TASK_STATES).meta({ id: 'TaskState' });
@@ -83,6 +94,8 @@ export const taskDetailSchema = taskViewSchema
     output: z.string().describe('The end of the task output (stdout and stderr interleaved).'),
     outputTruncated: z.boolean(),
     outputBytes: z.number().int(),
+    warnings: z.number().int().describe("Aegir's warning entries seen in the output so far (hosting_taskd tees them as [warning] lines)."),
+    errors: z.number().int().describe("Aegir's error entries seen in the output so far ([error] lines)."),
   })
   .meta({ id: 'TaskDetail' });
 
@@ -149,6 +162,10 @@ export const queueViewSchema = z
   .meta({ id: 'Queue' });
 
 export const pauseAnswerSchema = z.object({ paused: z.boolean() }).meta({ id: 'PauseState' });
+
+export const resolveAnswerSchema = z
+  .object({ nid: z.number().int(), vid: z.number().int(), queued: z.literal(true).describe('The finish is in the outbox; Aegir shows the task as error once it is delivered.') })
+  .meta({ id: 'ResolveAnswer' });
 
 export const deleteAnswerSchema = z
   .object({ nid: z.number().int(), state: taskStateSchema, stopping: z.boolean().optional() })

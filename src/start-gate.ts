@@ -31,6 +31,8 @@ const GATE_SCRIPT = [
   'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
   "printf '%s %s\\n' \"$$\" \"$start\" > \"$dir/$nid.pid\" || exit 75",
   "printf '%s\\n' \"$header\"",
+  // hosting_taskd's drush pre-hook tees Aegir's task log to stderr only for a process the service started.
+  'export AEGIR_TASKD_NID="$nid"',
   'umask "$mask"',
   // A successful exec replaces the shell and its traps; a failed one (E2BIG, the file gone since its
   // path was resolved…) makes dash exit, which runs this trap: the command did not run, so its pid

@@ -123,17 +123,19 @@ describe('reconciliation', () => {
     expect(await s.task(t.nid)).toMatchObject({ state: 'cancelled', message: 'Aegir no longer has it queued' });
   });
 
-  it('reports a task whose child died half way as an orphan, and never starts it', async () => {
+  it('finishes in Aegir a task whose child was killed half way, instead of leaving it processing, and never starts it again', async () => {
     const s = await setup();
     const t = await s.sim.addTask({ rid: 1, behaviour: 'die', seconds: 0.2 });
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ state: 'failed', signal: 'SIGKILL' });
-    await waitFor(async () => (await s.app.inject({ url: '/v1/queue' })).json().orphans.length === 1);
-    const queue = (await s.app.inject({ url: '/v1/queue' })).json();
-    expect(queue.orphans[0]).toMatchObject({ nid: t.nid, rid: 1 });
-    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/^taskd_orphans 1$/m);
+    await waitFor(() => s.sim.state.tasks.get(t.nid)!.status === AegirStatus.error, { what: 'Aegir to show the task failed' });
+    const sim = s.sim.state.tasks.get(t.nid)!;
+    expect(sim.log.at(-1)).toMatchObject({ vid: sim.vid, type: 'error', message: 'aegir-taskd: drush was killed by SIGKILL without finishing the task' });
+    await waitFor(async () => (await s.task(t.nid)).aegirStatus === AegirStatus.error, { what: 'the service to record what Aegir made of it' });
+    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/^taskd_write_backs_total\{cause="killed",result="finished"\} 1$/m);
     await new Promise((r) => setTimeout(r, 500));
-    expect(s.sim.state.tasks.get(t.nid)!.claims).toBe(1);
+    expect((await s.app.inject({ url: '/v1/queue' })).json().orphans).toEqual([]);
+    expect(sim.claims).toBe(1);
   });
 
   it('backs off while the frontend is down, reports not ready, and recovers without a restart', async () => {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
 import { bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
 import { refuseWhenQueueFull } from '../queue-limit.js';
-import { errorResponses, intakeAnswerSchema, taskWebhookSchema } from '../schemas.js';
+import { deleteAnswerSchema, errorResponses, intakeAnswerSchema, nidParamsSchema, stopRequestSchema, taskWebhookSchema } from '../schemas.js';
 import { verify } from '../signature.js';
 
 /** POST /v1/tasks: the webhook from hosting_taskd, or an operator queuing a task by hand. */
@@ -75,15 +75,49 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const intake = request.intake!;
+      const { status, ...body } = request.body;
+      if (status !== undefined && status !== 0) {
+        // Cancelled in Aegir (hosting_task_cancel() sets warning in place): drop it here at once.
+        const task = scheduler.droppedInAegir(body.nid, status);
+        if (intake.msgId !== null) replay.remember(intake.msgId, body.nid);
+        return reply.code(200).send({ nid: body.nid, state: task?.state ?? 'cancelled' });
+      }
       refuseWhenQueueFull(scheduler, config.maxQueued, request.body.nid);
       const { task, duplicate } = scheduler.submit({
-        ...request.body,
+        ...body,
         source: intake.signed ? 'webhook' : 'operator',
         confirmedAt: intake.signed ? Date.now() : null,
       });
       if (intake.msgId !== null) replay.remember(intake.msgId, task.nid);
       if (duplicate) return reply.code(200).send({ nid: task.nid, state: task.state, duplicate: true });
       return reply.code(202).send({ nid: task.nid, state: task.state });
+    },
+  );
+
+  app.post(
+    '/v1/tasks/:nid/stop',
+    {
+      onRequest: config.rateLimit > 0 ? [app.rateLimit({ max: config.rateLimit, timeWindow: 60_000 })] : [],
+      preValidation: authenticateIntake,
+      schema: {
+        operationId: 'stopTask',
+        summary: 'Stop a task (the "Stop" action of hosting_taskd, or an operator)',
+        description:
+          'Signed by hosting_taskd like a webhook, or with the admin token. A queued task is dropped; a starting or running one gets SIGTERM to its process group (SIGKILL after TASKD_KILL_GRACE), ends cancelled, and is finished in Aegir as an error with the reason in its log.',
+        tags: ['intake'],
+        security: [{ webhookSignature: [] }, { bearerToken: [] }],
+        params: nidParamsSchema,
+        body: stopRequestSchema,
+        response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 429) },
+      },
+    },
+    async (request, reply) => {
+      const { nid } = request.params;
+      if (request.intake!.msgId !== null) replay.remember(request.intake!.msgId, nid);
+      const { task, outcome } = scheduler.cancel(nid, true, request.body.reason);
+      if (outcome === 'not_found') throw new TaskdError('TASK_NOT_FOUND');
+      if (outcome === 'stopping') return reply.code(202).send({ nid, state: task!.state, stopping: true });
+      return reply.code(200).send({ nid, state: task!.state });
     },
   );
 };

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
 import { authorizeOperator } from '../plugins/auth.js';
-import { errorSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema } from '../schemas.js';
+import { errorResponses, errorSchema, nidParamsSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema, resolveAnswerSchema } from '../schemas.js';
 
 const security = [{ bearerToken: [] }];
 
@@ -85,6 +85,31 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
       } catch (error) {
         throw new TaskdError('FRONTEND_FAILED', `The frontend did not answer as expected: ${(error as Error).message}`);
       }
+    },
+  );
+
+  app.post(
+    '/v1/orphans/:nid/resolve',
+    {
+      schema: {
+        operationId: 'resolveOrphan',
+        summary: 'Finish an orphan in Aegir now',
+        description:
+          'An orphan is a task Aegir shows processing that no process on this host runs. This finishes it in Aegir through hosting_taskd (an error entry with the reason in its log, then Aegir derives the status), without waiting for TASKD_ORPHAN_GRACE. Refused while a hosting-task of that nid runs on this host.',
+        tags: ['queue'],
+        security,
+        params: nidParamsSchema,
+        response: { 202: resolveAnswerSchema, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { orphans } = app.taskd;
+      if (!orphans) throw new TaskdError('FRONTEND_NOT_CONFIGURED');
+      const answer = await orphans.resolve(request.params.nid);
+      if (answer.result === 'not_orphan') throw new TaskdError('ORPHAN_NOT_FOUND');
+      if (answer.result === 'no_revision') throw new TaskdError('ORPHAN_NOT_FOUND', 'Aegir gave no revision for this orphan; reconcile first.');
+      if (answer.result === 'running_here') throw new TaskdError('ORPHAN_RUNNING', `A hosting-task of this nid runs on this host (pid ${answer.pid}); it is not an orphan.`);
+      return reply.code(202).send({ nid: request.params.nid, vid: answer.vid, queued: true });
     },
   );
 };

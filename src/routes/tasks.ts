@@ -85,7 +85,8 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         const task = scheduler.get(request.params.nid);
         if (!task) throw new TaskdError('TASK_NOT_FOUND');
         const tail = await readTail(logFilePath(config.logDir, task.nid), request.query.tail);
-        return { ...toTaskView(task, scheduler.waitingFor(task)), output: tail.text, outputTruncated: tail.truncated, outputBytes: tail.size };
+        const count = (type: string) => tail.text.match(new RegExp(`^\\[${type}\\] `, 'gm'))?.length ?? 0;
+        return { ...toTaskView(task, scheduler.waitingFor(task)), output: tail.text, outputTruncated: tail.truncated, outputBytes: tail.size, warnings: count('warning'), errors: count('error') };
       },
     );
 

@@ -113,6 +113,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tasks/{nid}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop a task (the "Stop" action of hosting_taskd, or an operator)
+         * @description Signed by hosting_taskd like a webhook, or with the admin token. A queued task is dropped; a starting or running one gets SIGTERM to its process group (SIGKILL after TASKD_KILL_GRACE), ends cancelled, and is finished in Aegir as an error with the reason in its log.
+         */
+        post: operations["stopTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tasks/{nid}": {
         parameters: {
             query?: never;
@@ -225,6 +245,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orphans/{nid}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Finish an orphan in Aegir now
+         * @description An orphan is a task Aegir shows processing that no process on this host runs. This finishes it in Aegir through hosting_taskd (an error entry with the reason in its log, then Aegir derives the status), without waiting for TASKD_ORPHAN_GRACE. Refused while a hosting-task of that nid runs on this host.
+         */
+        post: operations["resolveOrphan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -240,6 +280,12 @@ export interface components {
             vid?: number;
             /** @description Unix time the task node last changed; orders tasks. */
             changed?: number;
+            /** @description Aegir's task_status when it is not 0 (queued): the task was cancelled or ended in Aegir, so a task queued here is dropped and nothing is queued. */
+            status?: number;
+        };
+        StopRequestInput: {
+            /** @description Who stopped it, as Aegir's task log and the task show it, e.g. "stopped by admin". */
+            reason: string;
         };
         /** @enum {string} */
         TaskStateInput: "queued" | "starting" | "running" | "succeeded" | "warning" | "failed" | "timed_out" | "skipped" | "cancelled" | "stuck";
@@ -319,6 +365,10 @@ export interface components {
             output: string;
             outputTruncated: boolean;
             outputBytes: number;
+            /** @description Aegir's warning entries seen in the output so far (hosting_taskd tees them as [warning] lines). */
+            warnings: number;
+            /** @description Aegir's error entries seen in the output so far ([error] lines). */
+            errors: number;
         };
         TaskList: {
             tasks: components["schemas"]["Task"][];
@@ -379,6 +429,15 @@ export interface components {
         PauseState: {
             paused: boolean;
         };
+        ResolveAnswer: {
+            nid: number;
+            vid: number;
+            /**
+             * @description The finish is in the outbox; Aegir shows the task as error once it is delivered.
+             * @constant
+             */
+            queued: true;
+        };
         DeleteAnswer: {
             nid: number;
             state: components["schemas"]["TaskState"];
@@ -386,7 +445,7 @@ export interface components {
         };
         Error: {
             /** @enum {string} */
-            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
+            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_ORPHAN_NOT_FOUND" | "TASKD_ERR_ORPHAN_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
             message: string;
             details?: {
                 [key: string]: unknown;
@@ -656,6 +715,104 @@ export interface operations {
             };
             /** @description Default Response */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stopTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                nid: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StopRequestInput"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeleteAnswer"];
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeleteAnswer"];
+                };
+            };
+            /** @description Default Response */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1045,6 +1202,73 @@ export interface operations {
             };
             /** @description Default Response */
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    resolveOrphan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                nid: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResolveAnswer"];
+                };
+            };
+            /** @description Default Response */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Default Response */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,122 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AegirStatus, HttpFrontend } from '../src/frontend.js';
+import { createMetrics } from '../src/metrics.js';
+import { WriteBackOutbox, type WriteBack } from '../src/outbox.js';
+import { FakeFrontend } from '../src/simulation/fake-frontend.js';
+import { TEST_KEY, silentLog, tempDir, waitFor } from './helpers.js';
+
+const closers: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function aegir() {
+  const sim = new FakeFrontend({ key: TEST_KEY });
+  await sim.listen();
+  const frontend = new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: 500, connectTimeoutMs: 500 });
+  closers.push(() => sim.close(), () => frontend.close());
+  /** A task hosting-task claimed and then died in: processing at its claimed revision. */
+  const processing = () => {
+    const t = sim.state.addTask({ rid: 1 });
+    sim.state.claim(t.nid);
+    return t;
+  };
+  return { sim, frontend, processing };
+}
+
+function outboxFor(frontend: HttpFrontend, stateDir: string | null) {
+  const done: Array<{ writeBack: WriteBack; kind: string }> = [];
+  const metrics = createMetrics(() => ({ queued: 0, running: 0, lanes: 0, orphans: 0, paused: false }), false);
+  const outbox = new WriteBackOutbox({ frontend, stateDir, metrics, log: silentLog, maxBackoffMs: 200, onDone: (writeBack, answer) => done.push({ writeBack, kind: answer.kind }) });
+  closers.push(() => outbox.close());
+  return { outbox, done, metrics };
+}
+
+describe('the write-back outbox (better-queue, wrapped)', () => {
+  it('finishes a task in Aegir through the module endpoint, and Aegir derives the status from the log', async () => {
+    const { sim, frontend, processing } = await aegir();
+    const t = processing();
+    const { outbox, done } = outboxFor(frontend, null);
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'aegir-taskd: drush was killed by SIGKILL without finishing the task', cause: 'killed' });
+    await waitFor(() => done.length === 1, { what: 'the write-back to be done' });
+    expect(done[0]!.kind).toBe('finished');
+    expect(sim.state.tasks.get(t.nid)).toMatchObject({ status: AegirStatus.error });
+    expect(sim.state.tasks.get(t.nid)!.log.at(-1)).toMatchObject({ vid: t.vid, type: 'error' });
+  });
+
+  it('retries while the frontend is down, and delivers once it is back', async () => {
+    const { sim, frontend, processing } = await aegir();
+    const t = processing();
+    sim.fault = 'down';
+    const { outbox, done, metrics } = outboxFor(frontend, null);
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'r', cause: 'timeout' });
+    await waitFor(async () => /^taskd_write_backs_total\{cause="timeout",result="retry"\} [2-9]/m.test(await metrics.registry.metrics()), { what: 'two retries' });
+    expect(sim.state.tasks.get(t.nid)!.status).toBe(AegirStatus.processing);
+    sim.fault = null;
+    await waitFor(() => done.length === 1, { what: 'the write-back to be delivered' });
+    expect(sim.state.tasks.get(t.nid)!.status).toBe(AegirStatus.error);
+    await waitFor(() => outbox.pending().length === 0, { what: 'the outbox to be empty' });
+  });
+
+  it('keeps what it could not deliver over a restart, in its state folder', async () => {
+    const { sim, frontend, processing } = await aegir();
+    const t = processing();
+    const stateDir = await tempDir();
+    sim.fault = 'down';
+    const first = outboxFor(frontend, stateDir);
+    first.outbox.push({ nid: t.nid, vid: t.vid, reason: 'kept over a restart', cause: 'orphan' });
+    await waitFor(async () => /result="retry"\} [1-9]/m.test(await first.metrics.registry.metrics()), { what: 'a failed attempt' });
+    first.outbox.close();
+    sim.fault = null;
+    const second = outboxFor(frontend, stateDir);
+    await waitFor(() => second.done.length === 1, { what: 'the restarted outbox to deliver it' });
+    expect(sim.state.tasks.get(t.nid)!.log.at(-1)).toMatchObject({ type: 'error', message: 'kept over a restart' });
+  });
+
+  it('keeps one write-back per nid while it waits: the newer revision wins, and Aegir refuses the stale one in flight', async () => {
+    const { sim, frontend, processing } = await aegir();
+    const t = processing();
+    sim.fault = 'down';
+    const { outbox, done } = outboxFor(frontend, null);
+    outbox.push({ nid: t.nid, vid: t.vid - 2, reason: 'in flight', cause: 'timeout' });
+    await waitFor(() => outbox.pending().length === 1, { what: 'the first to be taken' });
+    await new Promise((r) => setTimeout(r, 50));
+    outbox.push({ nid: t.nid, vid: t.vid - 1, reason: 'older', cause: 'timeout' });
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'newer', cause: 'timeout' });
+    await waitFor(() => outbox.pending().length === 2, { what: 'the two waiting to merge into one' });
+    expect(outbox.pending().map((w) => w.reason)).toEqual(['newer', 'in flight']);
+    sim.fault = null;
+    await waitFor(() => done.length === 2, { what: 'delivery' });
+    expect(done.map((d) => [d.writeBack.reason, d.kind])).toEqual([
+      ['in flight', 'not_processing'],
+      ['newer', 'finished'],
+    ]);
+    expect(sim.state.tasks.get(t.nid)!.log.map((e) => e.message)).toEqual(['newer']);
+  });
+
+  it('is harmless when the same finish is pushed while its twin is in flight (merge does not see running tasks)', async () => {
+    const { sim, frontend, processing } = await aegir();
+    const t = processing();
+    sim.fault = 'down';
+    const { outbox, done } = outboxFor(frontend, null);
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'twin', cause: 'stopped' });
+    await new Promise((r) => setTimeout(r, 100));
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'twin', cause: 'stopped' });
+    sim.fault = null;
+    await waitFor(() => done.length === 2, { timeoutMs: 10_000, what: 'both to be done' });
+    // The module's finish is idempotent: the repeat answers as the first did, and Aegir has one entry.
+    expect(done.every((d) => d.kind === 'finished')).toBe(true);
+    expect(sim.state.tasks.get(t.nid)!.log.filter((e) => e.message === 'twin')).toHaveLength(1);
+  });
+
+  it('takes a 409 from the module (no longer processing at that revision) as done, changing nothing', async () => {
+    const { sim, frontend } = await aegir();
+    const t = sim.state.addTask({ rid: 1 });
+    const { outbox, done } = outboxFor(frontend, null);
+    outbox.push({ nid: t.nid, vid: t.vid, reason: 'r', cause: 'orphan' });
+    await waitFor(() => done.length === 1, { what: 'the answer' });
+    expect(done[0]!.kind).toBe('not_processing');
+    expect(sim.state.tasks.get(t.nid)!.status).toBe(AegirStatus.queued);
+    expect(sim.state.tasks.get(t.nid)!.log).toEqual([]);
+  });
+});
