@@ -41,7 +41,8 @@ export const GATE_FAILED = 75;
 export const GATE_UNUSED = 76;
 
 export interface GateTask {
-  nid: number;
+  /** The stem of the run's files: a task's nid, or another run's name such as "dispatch". */
+  nid: number | string;
   /** The attempt's first line in <nid>.log. */
   header: string;
   /** Written to <nid>.run.json. */
