@@ -4,6 +4,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
+import { Dispatcher } from './dispatcher.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { BatchedLogDestination } from './log-destination.js';
@@ -26,6 +27,8 @@ export interface TaskdContext {
   config: Config;
   scheduler: Scheduler;
   reconciler: Reconciler | null;
+  /** Runs hosting-dispatch when a queue is due; null without a frontend or with TASKD_DISPATCH_COMMAND empty. */
+  dispatcher: Dispatcher | null;
   frontend: Frontend | null;
   metrics: Metrics;
   replay: ReplayCache<number>;
@@ -106,9 +109,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
   });
-  const reconciler = frontend ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs }) : null;
+  let reconciler: Reconciler | null = null;
+  const dispatcher =
+    frontend && config.dispatchCommand
+      ? new Dispatcher({
+          argv: config.dispatchCommand,
+          logDir: config.logDir,
+          timeoutMs: config.dispatchTimeoutMs,
+          killGraceMs: config.killGraceMs,
+          minIntervalMs: config.dispatchMinIntervalMs,
+          confirmMaxAgeMs: config.confirmMaxAgeMs,
+          env: options.env,
+          metrics,
+          log: app.log,
+          // A reconcile reads the listing and tells the dispatcher before it resolves.
+          refresh: async () => {
+            await reconciler?.runOnce();
+          },
+        })
+      : null;
+  reconciler = frontend
+    ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs, observers: dispatcher ? [dispatcher] : [] })
+    : null;
 
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
+  app.decorate('taskd', { config, scheduler, reconciler, dispatcher, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false } });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -122,6 +146,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => {
     reconciler?.stop();
+    dispatcher?.close();
     scheduler.close();
     await frontend?.close();
     logDestination?.close();
