@@ -1,8 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DispatchView } from '../src/dispatcher.js';
-import { captureLogs, isProcessAlive, TEST_SECRET, waitFor } from './helpers.js';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { DISPATCH_LOG_MAX_BYTES, type DispatchView } from '../src/dispatcher.js';
+import { FakeFrontend } from '../src/simulation/fake-frontend.js';
+import { captureLogs, isProcessAlive, TEST_KEY, TEST_SECRET, tempDir, waitFor } from './helpers.js';
 import { fakeDispatchCommand, simulatedAegir } from './simulation.js';
 
 type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
@@ -174,5 +177,58 @@ describe('dispatching hosting queues', () => {
     await sleep(300);
     expect(s.sim.state.dispatchRuns).toEqual([]);
     expect(await dispatchView(s)).toMatchObject({ enabled: false, state: 'off', command: null });
+  });
+
+  it('moves a large dispatch.log aside before a run, so the log never grows without end', async () => {
+    const logDir = await tempDir('taskd-logs-');
+    const old = path.join(logDir, 'dispatch.log');
+    await fs.writeFile(old, 'x'.repeat(DISPATCH_LOG_MAX_BYTES + 1));
+    const s = await aegir({ TASKD_LOG_DIR: logDir }, (sim) => {
+      sim.state.addQueue({ name: 'cron', frequency: 3600, last: 0 });
+    });
+    await waitFor(async () => (await dispatchView(s)).lastRun, { what: 'the run' });
+    expect((await fs.stat(`${old}.1`)).size).toBe(DISPATCH_LOG_MAX_BYTES + 1);
+    expect(await fs.readFile(old, 'utf8')).toMatch(/^--- aegir-taskd: dispatch started .* due: cron\n/);
+  });
+
+  it('never starts a second dispatch while one started before a restart of the service still runs', async () => {
+    const sim = new FakeFrontend({ key: TEST_KEY });
+    await sim.listen();
+    sim.state.dispatchBehaviour = 'hang';
+    sim.state.addQueue({ name: 'cron', frequency: 0, last: 0 });
+    const logDir = await tempDir('taskd-logs-');
+    const config = loadConfig({
+      TASKD_LOG_DIR: logDir,
+      TASKD_LOG_LEVEL: 'silent',
+      TASKD_SECRET: TEST_SECRET,
+      TASKD_FRONTEND_URL: sim.baseUrl,
+      TASKD_COMMAND: JSON.stringify(['true', '{nid}']),
+      TASKD_DISPATCH_COMMAND: fakeDispatchCommand,
+      TASKD_DISPATCH_MIN_INTERVAL: '0.2',
+      TASKD_RECONCILE_INTERVAL: '0.2',
+    });
+    const start = async () => {
+      const app = await buildApp({ config, env: { ...process.env, AEGIR_SIM_URL: sim.url }, defaultMetrics: false });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      return app;
+    };
+    const first = await start();
+    const hung = await waitFor(() => sim.state.dispatchRuns[0], { what: 'the first run' });
+    sim.state.dispatchBehaviour = 'normal';
+    // The service stops; its dispatch, like a task's drush, goes on.
+    await first.close();
+    const second = await start();
+    try {
+      await waitFor(async () => (await second.inject({ url: '/v1/queue' })).json().dispatch.running?.pid === hung.pid, { what: 'the survivor held' });
+      expect((await second.inject({ url: '/v1/queue' })).json().dispatch).toMatchObject({ state: 'running', running: { startedAt: null, due: [] } });
+      await sleep(800);
+      expect(sim.state.dispatchRuns).toHaveLength(1);
+      process.kill(-hung.pid, 'SIGKILL');
+      const next = await waitFor(() => sim.state.dispatchRuns[1], { what: 'the run after the survivor ended' });
+      expect(next.ran).toEqual(['cron']);
+    } finally {
+      await second.close();
+      await sim.close();
+    }
   });
 });
