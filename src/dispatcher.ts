@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import type { DispatchListing, HostingQueue, QueueListing } from './frontend.js';
 import type { DispatchResult, Metrics } from './metrics.js';
 import type { ListingObserver } from './reconciler.js';
-import { isRunning, logFilePath, pidFilePath, readPidFile, readProcessStartTime, startProcess, type RunResult } from './runner.js';
+import { isRunning, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, startProcess, type RunResult } from './runner.js';
 import type { Logger } from './task.js';
 
 /** The stem of the dispatch run's files in TASKD_LOG_DIR: dispatch.log, dispatch.pid, dispatch.run.json. */
@@ -159,6 +159,7 @@ export class Dispatcher implements ListingObserver {
   #lastRun: DispatchRunView | null = null;
   #runs = 0;
   #closed = false;
+  #readLastStart: Promise<void> | null = null;
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -264,6 +265,13 @@ export class Dispatcher implements ListingObserver {
     if (this.#closed || this.#run || this.#busy || this.#frontendDown !== null) return;
     // A due time beyond setTimeout's reach is reached in steps.
     if (Date.now() < at) return this.#schedule();
+    if (this.#lastStartAt === null) {
+      // A service that restarts (or crash-loops) keeps the spacing of the run before it.
+      this.#busy = 'confirming';
+      await (this.#readLastStart ??= this.#lastStartFromLog());
+      this.#busy = null;
+      if (this.#lastStartAt !== null && Date.now() < this.#lastStartAt + this.#options.minIntervalMs) return this.#schedule();
+    }
     if (this.#listedAt === null || Date.now() - this.#listedAt > this.#options.confirmMaxAgeMs) {
       // Another dispatcher (a cron line left in place) or a queue's own run may have moved `last`.
       this.#busy = 'confirming';
@@ -385,6 +393,20 @@ export class Dispatcher implements ListingObserver {
       });
     }, SURVIVOR_POLL_MS);
     this.#survivorPoll.unref();
+  }
+
+  /** The time on the last header line in dispatch.log, written as each run started. */
+  async #lastStartFromLog(): Promise<void> {
+    try {
+      const { text } = await readTail(logFilePath(this.#options.logDir, DISPATCH_RUN_NAME), 64 * 1024);
+      const at = text.lastIndexOf(DISPATCH_HEADER_PREFIX);
+      if (at < 0) return;
+      const started = Date.parse(text.slice(at + DISPATCH_HEADER_PREFIX.length).split(' ', 1)[0]!);
+      // A time ahead of the clock (a clock set back) must not hold dispatching off.
+      if (Number.isFinite(started) && started <= Date.now()) this.#lastStartAt ??= started;
+    } catch {
+      // No readable log: no earlier run to keep the spacing of.
+    }
   }
 
   async #rotateLog(): Promise<void> {

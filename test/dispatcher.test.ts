@@ -231,4 +231,15 @@ describe('dispatching hosting queues', () => {
       await sim.close();
     }
   });
+
+  it('keeps the spacing of the run before a restart, read from the header line in dispatch.log', async () => {
+    const logDir = await tempDir('taskd-logs-');
+    const before = Date.now();
+    await fs.writeFile(path.join(logDir, 'dispatch.log'), `--- aegir-taskd: dispatch started ${new Date(before).toISOString()} ["drush"] due: cron\nFound 0 running tasks, starting hosting-cron.\n`);
+    const s = await aegir({ TASKD_LOG_DIR: logDir, TASKD_DISPATCH_MIN_INTERVAL: '2' }, (sim) => {
+      sim.state.addQueue({ name: 'cron', frequency: 0, last: 0 });
+    });
+    const run = await waitFor(() => s.sim.state.dispatchRuns[0], { what: 'the first run', timeoutMs: 6000 });
+    expect(run.atMs).toBeGreaterThanOrEqual(before + 2000);
+  });
 });
