@@ -29,6 +29,7 @@ export type DispatchState =
   | 'no_queue_enabled'
   | 'scheduled'
   | 'confirming'
+  | 'starting'
   | 'running'
   | 'closed';
 
@@ -229,8 +230,8 @@ export class Dispatcher implements ListingObserver {
   #describe(earliest: HostingQueue | null): { state: DispatchState; message: string } {
     if (this.#closed) return { state: 'closed', message: 'the service is stopping' };
     if (this.#run) return { state: 'running', message: `hosting-dispatch runs (pid ${this.#run.pid ?? 'unknown'})${this.#run.due.length ? ` for ${this.#run.due.join(', ')}` : ''}` };
-    if (this.#busy === 'confirming') return { state: 'confirming', message: 'asking Aegir whether the queue is still due' };
-    if (this.#busy === 'starting') return { state: 'running', message: 'starting hosting-dispatch' };
+    if (this.#busy === 'confirming') return { state: 'confirming', message: 'making sure the queue is still due' };
+    if (this.#busy === 'starting') return { state: 'starting', message: 'starting hosting-dispatch' };
     if (this.#frontendDown !== null) return { state: 'frontend_down', message: `no dispatch while the frontend does not answer: ${this.#frontendDown}` };
     if (this.#listedAt === null) return { state: 'waiting_for_frontend', message: 'no queue listing read yet' };
     if (this.#listing === null) return { state: 'not_reported', message: this.#listingError ?? 'the frontend does not report the queues' };

@@ -128,9 +128,9 @@ export const dispatchViewSchema = z
     enabled: z.boolean().describe('Whether the service runs TASKD_DISPATCH_COMMAND when a queue is due (it needs a frontend).'),
     command: z.array(z.string()).nullable(),
     state: z
-      .enum(['off', 'waiting_for_frontend', 'frontend_down', 'not_reported', 'disabled_in_aegir', 'no_queue_enabled', 'scheduled', 'confirming', 'running', 'closed'])
+      .enum(['off', 'waiting_for_frontend', 'frontend_down', 'not_reported', 'disabled_in_aegir', 'no_queue_enabled', 'scheduled', 'confirming', 'starting', 'running', 'closed'])
       .describe(
-        'off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; running: the command runs.',
+        'off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; starting: handing the command to its process; running: the command runs.',
       ),
     message: z.string(),
     aegirEnabled: z.boolean().nullable().describe('hosting_dispatch_enabled as last listed.'),

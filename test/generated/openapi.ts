@@ -336,10 +336,10 @@ export interface components {
             enabled: boolean;
             command: string[] | null;
             /**
-             * @description off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; running: the command runs.
+             * @description off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; starting: handing the command to its process; running: the command runs.
              * @enum {string}
              */
-            state: "off" | "waiting_for_frontend" | "frontend_down" | "not_reported" | "disabled_in_aegir" | "no_queue_enabled" | "scheduled" | "confirming" | "running" | "closed";
+            state: "off" | "waiting_for_frontend" | "frontend_down" | "not_reported" | "disabled_in_aegir" | "no_queue_enabled" | "scheduled" | "confirming" | "starting" | "running" | "closed";
             message: string;
             /** @description hosting_dispatch_enabled as last listed. */
             aegirEnabled: boolean | null;
