@@ -271,6 +271,7 @@ export class Dispatcher implements ListingObserver {
       this.#busy = 'confirming';
       await (this.#readLastStart ??= this.#lastStartFromLog());
       this.#busy = null;
+      if (this.#closed || this.#run || this.#frontendDown !== null) return;
       if (this.#lastStartAt !== null && Date.now() < this.#lastStartAt + this.#options.minIntervalMs) return this.#schedule();
     }
     if (this.#listedAt === null || Date.now() - this.#listedAt > this.#options.confirmMaxAgeMs) {
