@@ -3,7 +3,8 @@
 //
 //   BENCH_QUICK=1           smaller counts, about a minute and a half; results.md says so and History is left alone
 //   BENCH_IDLE_SECONDS=N    length of the idle window (default 60, 10 when quick)
-//   BENCH_ONLY=a,b          only these sections (latency, throughput, idle, scale); prints, writes nothing
+//   BENCH_ONLY=a,b          only these sections (latency, throughput, idle, scale, dispatch); prints, writes nothing
+//   BENCH_DISPATCH_SECONDS=N  length of the dispatch window, one scaled hour at 60 (default 60, 20 when quick)
 //   BENCH_CPU_PROF=dir      every node service started here writes a .cpuprofile into dir when it stops
 //   BENCH_TASKD_LOG_LEVEL   the services' TASKD_LOG_LEVEL (default info, as in production)
 //   BENCH_KEEP=1            keep the scratch folder (service logs, task logs, start records)
@@ -11,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { checkClocks, measureFixtureFloor, measureTaskdLatency, measureWebhookLatency, modelledWaits } from './latency.mjs';
+import { CASES as DISPATCH_CASES, measureDispatch, TIME_SCALE } from './dispatch.mjs';
 import { measureIdle, measureTaskdLeak, measureWebhookLeak } from './idle.mjs';
 import {
   describeCommit,
@@ -43,6 +45,7 @@ const plan = {
   idle: { seconds: Number(process.env.BENCH_IDLE_SECONDS) || (quick ? 10 : 60), settleSeconds: 10 },
   leak: { tasks: quick ? 1000 : 10_000, warmupTasks: quick ? 200 : 1000 },
   scale: { tasks: quick ? 30_000 : 100_000, sizes: [1000, 10_000, 100_000], batch: 50, rounds: quick ? 6 : 12 },
+  dispatch: { seconds: Number(process.env.BENCH_DISPATCH_SECONDS) || (quick ? 20 : 60) },
 };
 
 const SCALE_TARGET_TASKS = 100_000;
@@ -59,7 +62,12 @@ const TARGETS = {
   chooseGrowth: 2,
   journalLatencyRatio: 1.1,
   journalShareOfBareFastify: 0.45,
+  idleDrushStarts: 0,
 };
+
+/** What the baselines do in an hour, whatever is due: the cron line starts drush every minute; hosting_queued polls the database every second. */
+const CRON_DRUSH_STARTS_PER_HOUR = 60;
+const QUEUED_POLLS_PER_HOUR = 3600;
 
 function step(message) {
   process.stderr.write(`bench: ${message}\n`);
@@ -318,6 +326,44 @@ async function scaleSection({ workDir, secret, key }) {
   return { rows, notes, summary: { scaleRss: service.rss, chooseMicros: last.taskdMicros } };
 }
 
+// ---- 5. dispatching hosting's other queues -------------------------------------------------
+
+async function dispatchSection({ workDir, secret, key }) {
+  const { seconds } = plan.dispatch;
+  const hours = (seconds * TIME_SCALE) / 3600;
+  step(`dispatch: ${DISPATCH_CASES.length} services side by side for ${seconds} s (${formatNumber(hours)} h with every time ÷${TIME_SCALE})`);
+  const cases = await measureDispatch({ workDir, secret, key, windowSeconds: seconds });
+  const rows = [];
+  for (const c of cases) {
+    const idle = c.name === 'nothing due';
+    rows.push({
+      measure: `Drush starts an hour, ${c.name}, default settings (scaled window)`,
+      ours: formatNumber(c.drushStartsPerHour),
+      baseline: 'cron line: hosting-dispatch every minute (modelled)',
+      theirs: count(CRON_DRUSH_STARTS_PER_HOUR),
+      ratio: formatRatio(ratio(c.drushStartsPerHour, CRON_DRUSH_STARTS_PER_HOUR)),
+      target: idle ? `${TARGETS.idleDrushStarts} while nothing is due` : null,
+      met: idle ? c.drushStartsPerHour === TARGETS.idleDrushStarts : null,
+    });
+    rows.push({
+      measure: `Frontend requests an hour (web requests, not drush starts), ${c.name}`,
+      ours: formatNumber(c.frontendRequestsPerHour),
+      baseline: 'hosting_queued: a database poll every second (modelled)',
+      theirs: `${count(QUEUED_POLLS_PER_HOUR)} polls`,
+      ratio: formatRatio(ratio(c.frontendRequestsPerHour, QUEUED_POLLS_PER_HOUR)),
+      target: null,
+      met: null,
+    });
+  }
+  const detail = cases.map((c) => `${c.name}: ${c.drushStarts} drush starts and ${c.frontendRequests} frontend requests in the window, queue runs ${JSON.stringify(c.queueRuns)}`).join('; ');
+  const notes = [
+    `Dispatch: a measured window of ${seconds} s scaled to an hour by dividing every time by ${TIME_SCALE}: the service's defaults (TASKD_RECONCILE_INTERVAL 60 s, TASKD_DISPATCH_MIN_INTERVAL 60 s, TASKD_CONFIRM_MAX_AGE 5 s, TASKD_DISPATCH_TIMEOUT 600 s) and the queues' frequencies, so ${seconds} s stand for ${formatNumber(hours)} h and the counts are multiplied by ${formatNumber(1 / hours)}. One built service per case, side by side, each against its own simulated Aegir (src/simulation: the module's queue listing with due times, and a fake hosting-dispatch that runs what is due as drush_hosting_dispatch() does); a drush start is one run of that fake the service started, a frontend request one signed GET that reached the module's endpoints. "Nothing due": cron every 7,200 s and backup daily, both just run. "Cron queue due every 600 s": hosting_cron's batch queue of an hour over its 6 threads at least. "Always due": calc_frequency 0, as a batch queue over many sites; the cron line would run it every minute too. In the window: ${detail}.`,
+    `Baselines are modelled, not run: the cron line Aegir installs (\`*/1 * * * *\` hosting-dispatch) starts drush and bootstraps the hostmaster 60 times an hour whatever is due; hosting_queued polls the database once a second, 3,600 times an hour. Each frontend request is one of the service's reconciles (every 60 s plus up to 10 % jitter), a look-up just before a dispatch when the last listing is older than TASKD_CONFIRM_MAX_AGE, and the read right after each run.`,
+  ];
+  const idle = cases.find((c) => c.name === 'nothing due');
+  return { rows, notes, summary: { idleDrushStarts: idle?.drushStartsPerHour, idleFrontendRequests: idle?.frontendRequestsPerHour } };
+}
+
 // ---- the run -------------------------------------------------------------------------------
 
 const SECTIONS = [
@@ -325,6 +371,7 @@ const SECTIONS = [
   ['throughput', throughputSection],
   ['idle', idleSection],
   ['scale', scaleSection],
+  ['dispatch', dispatchSection],
 ];
 
 const BUSY_WARNING_PERCENT = 20;
@@ -348,6 +395,7 @@ function historyLine({ date, commit, summary }) {
     `RSS growth ${mb(summary.growth)}`,
     `${mb(summary.scaleRss)} at ${count(plan.scale.tasks)} queued`,
     `choose ${withUnit(summary.chooseMicros, 'µs')} at ${count(plan.scale.sizes.at(-1))}`,
+    `idle hour ${formatNumber(summary.idleDrushStarts)} drush starts, ${formatNumber(summary.idleFrontendRequests)} frontend requests`,
   ];
   return `- ${date.slice(0, 10)}, ${commit ?? 'commit unknown'}: ${parts.join('; ')}.`;
 }

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.js';
+import { Dispatcher } from './dispatcher.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { Journal } from './journal.js';
@@ -34,6 +35,8 @@ export interface TaskdContext {
   config: Config;
   scheduler: Scheduler;
   reconciler: Reconciler | null;
+  /** Runs hosting-dispatch when a queue is due; null without a frontend or with TASKD_DISPATCH_COMMAND empty. */
+  dispatcher: Dispatcher | null;
   frontend: Frontend | null;
   metrics: Metrics;
   replay: ReplayCache<number>;
@@ -143,13 +146,54 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
   });
   const orphans = outbox ? new OrphanResolver({ graceMs: config.orphanGraceMs, orphans: () => scheduler.orphans(), outbox, log: app.log }) : null;
-  const reconciler = frontend
-    ? new Reconciler({ frontend, scheduler, metrics, log: app.log, intervalMs: config.reconcileIntervalMs, ...(orphans && { afterApply: () => orphans.sweep() }) })
+  let reconciler: Reconciler | null = null;
+  const dispatcher =
+    frontend && config.dispatchCommand
+      ? new Dispatcher({
+          argv: config.dispatchCommand,
+          logDir: config.logDir,
+          timeoutMs: config.dispatchTimeoutMs,
+          killGraceMs: config.killGraceMs,
+          minIntervalMs: config.dispatchMinIntervalMs,
+          confirmMaxAgeMs: config.confirmMaxAgeMs,
+          env: options.env,
+          metrics,
+          log: app.log,
+          // A reconcile reads the listing and tells the dispatcher before it resolves.
+          refresh: async () => {
+            await reconciler?.runOnce();
+          },
+        })
+      : null;
+  reconciler = frontend
+    ? new Reconciler({
+        frontend,
+        scheduler,
+        metrics,
+        log: app.log,
+        intervalMs: config.reconcileIntervalMs,
+        observers: dispatcher ? [dispatcher] : [],
+        ...(orphans && { afterApply: () => orphans.sweep() }),
+      })
     : null;
 
   const streams = new LongLivedResponses({ maxTotal: config.maxStreams, maxPerKey: config.maxStreamsPerTask });
   const logFollowers = new LogFollowers();
-  app.decorate('taskd', { config, scheduler, reconciler, frontend, metrics, replay: new ReplayCache<number>(), lifecycle: { closing: false }, journal, outbox, orphans, streams, logFollowers });
+  app.decorate('taskd', {
+    config,
+    scheduler,
+    reconciler,
+    dispatcher,
+    frontend,
+    metrics,
+    replay: new ReplayCache<number>(),
+    lifecycle: { closing: false },
+    journal,
+    outbox,
+    orphans,
+    streams,
+    logFollowers,
+  });
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -168,6 +212,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => {
     reconciler?.stop();
+    dispatcher?.close();
     scheduler.close();
     outbox?.close();
     await frontend?.close();

@@ -48,6 +48,9 @@ export class WebhookSecret extends Secret {
 
 export const DEFAULT_COMMAND = ['drush', '@hostmaster', 'hosting-task', '{nid}', '--strict=0'];
 
+/** What Aegir's cron line runs every minute (hosting_queues_cron_cmd(), hosting.queues.inc); the service runs it only when a queue is due. */
+export const DEFAULT_DISPATCH_COMMAND = ['drush', '@hostmaster', 'hosting-dispatch'];
+
 /** Every setting, its environment variable, CLI flag, default and meaning: the one list used by parsing, --help and the README. */
 export const settings = [
   { key: 'host', env: 'TASKD_HOST', flag: 'host', default: '127.0.0.1', help: 'Address to listen on.' },
@@ -55,6 +58,17 @@ export const settings = [
   { key: 'secrets', env: 'TASKD_SECRET', flag: 'secret', default: '', help: 'Webhook secret(s), whsec_…; several separated by spaces while rotating. Signed intake is off until set.' },
   { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for operator endpoints and unsigned intake. Without it they answer loopback clients only.' },
   { key: 'command', env: 'TASKD_COMMAND', flag: 'command', default: JSON.stringify(DEFAULT_COMMAND), help: 'JSON argv run for each task; {nid} is replaced by the task nid. No shell is involved.' },
+  {
+    key: 'dispatchCommand',
+    env: 'TASKD_DISPATCH_COMMAND',
+    flag: 'dispatch-command',
+    default: JSON.stringify(DEFAULT_DISPATCH_COMMAND),
+    help: 'JSON argv run when one of Aegir\'s other queues (cron, backups…) is due, with a frontend configured; an empty value or [] switches it off.',
+    // Unlike every other setting, an empty value is a choice here: it switches dispatching off.
+    emptyIsValue: true,
+  },
+  { key: 'dispatchTimeoutMs', env: 'TASKD_DISPATCH_TIMEOUT', flag: 'dispatch-timeout', default: '600', help: 'Seconds a dispatch run may take before its process group gets SIGTERM (SIGKILL after TASKD_KILL_GRACE).' },
+  { key: 'dispatchMinIntervalMs', env: 'TASKD_DISPATCH_MIN_INTERVAL', flag: 'dispatch-min-interval', default: '60', help: 'Least seconds from one dispatch start to the next, as the cron line\'s once a minute.' },
   { key: 'concurrency', env: 'TASKD_CONCURRENCY', flag: 'concurrency', default: '1', help: 'Tasks running at once in all (one per site or server at most).' },
   { key: 'warmStarts', env: 'TASKD_WARM_STARTS', flag: 'warm-starts', default: '2', help: 'Start processes kept waiting for the next task, so a task starts without a fork of the service (at most TASKD_CONCURRENCY; 0: off).' },
   { key: 'taskTimeoutMs', env: 'TASKD_TASK_TIMEOUT', flag: 'task-timeout', default: '7200', help: 'Seconds a task may run before its process group gets SIGTERM.' },
@@ -106,7 +120,8 @@ const optionalNumber = (schema: z.ZodNumber) =>
     return parsed.data;
   });
 
-const commandSchema = z.string().transform((value, ctx) => {
+/** A JSON argv as TASKD_COMMAND and TASKD_DISPATCH_COMMAND take it; `placeholders` are the only {…} allowed. */
+function parseArgv(value: string, ctx: z.RefinementCtx, placeholders: readonly string[]): string[] | typeof z.NEVER {
   let argv: unknown;
   try {
     argv = JSON.parse(value);
@@ -124,16 +139,32 @@ const commandSchema = z.string().transform((value, ctx) => {
     return z.NEVER;
   }
   // A typo such as {rid} would otherwise reach drush as a literal argument.
-  const unknown = argv.flatMap((a: string) => a.match(/\{[^}]*\}/g) ?? []).filter((p) => p !== '{nid}');
+  const unknown = argv.flatMap((a: string) => a.match(/\{[^}]*\}/g) ?? []).filter((p) => !placeholders.includes(p));
   if (unknown.length > 0) {
-    ctx.addIssue({ code: 'custom', message: `only the placeholder {nid} is allowed, found ${unknown.join(', ')}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: placeholders.length > 0 ? `only the placeholder ${placeholders.join(', ')} is allowed, found ${unknown.join(', ')}` : `no placeholder is allowed here, found ${unknown.join(', ')}`,
+    });
     return z.NEVER;
   }
+  return argv as string[];
+}
+
+const commandSchema = z.string().transform((value, ctx) => {
+  const argv = parseArgv(value, ctx, ['{nid}']);
+  if (argv === z.NEVER) return z.NEVER;
   if (!argv.some((a: string) => a.includes('{nid}'))) {
     ctx.addIssue({ code: 'custom', message: 'the command must contain {nid}' });
     return z.NEVER;
   }
-  return argv as string[];
+  return argv;
+});
+
+/** Empty or [] switches dispatching off (null); anything else is an argv like TASKD_COMMAND's, without placeholders. */
+const dispatchCommandSchema = z.string().transform((value, ctx): string[] | null => {
+  if (value.trim() === '' || /^\[\s*\]$/.test(value.trim())) return null;
+  const argv = parseArgv(value, ctx, []);
+  return argv === z.NEVER ? z.NEVER : argv;
 });
 
 const secretsSchema = z.string().transform((value, ctx) => {
@@ -171,6 +202,9 @@ const configSchema = z.object({
     .refine((t) => t === '' || t.length >= 16, 'expected at least 16 characters')
     .transform((t) => (t === '' ? undefined : new Secret(t))),
   command: commandSchema,
+  dispatchCommand: dispatchCommandSchema,
+  dispatchTimeoutMs: seconds(0.01),
+  dispatchMinIntervalMs: seconds(0.05),
   concurrency: integer(1, 1000),
   warmStarts: integer(0, 64),
   taskTimeoutMs: seconds(0.01),
@@ -258,7 +292,10 @@ export function parseCommandLine(argv: string[], extraFlags: Record<string, { ty
 export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<SettingKey, string>> = {}): Config {
   const raw: Record<string, string> = {};
   // An empty variable counts as unset, as shells and unit files often leave one defined but blank.
-  for (const s of settings) raw[s.key] = flags[s.key] ?? (env[s.env] || s.default);
+  for (const s of settings) {
+    const fromEnv = 'emptyIsValue' in s && s.emptyIsValue ? env[s.env] : env[s.env] || undefined;
+    raw[s.key] = flags[s.key] ?? fromEnv ?? s.default;
+  }
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -277,7 +314,19 @@ export function describeDisabledFeatures(config: Config): string[] {
   if (config.secrets.length === 0) off.push('signed webhook intake (TASKD_SECRET is not set)');
   if (config.adminToken === undefined) off.push('remote operator access (TASKD_ADMIN_TOKEN is not set; loopback clients only)');
   if (config.frontendUrl === undefined) off.push('reconciliation and Aegir outcomes (TASKD_FRONTEND_URL is not set)');
+  const dispatch = dispatchStatus(config);
+  if (!dispatch.on) off.push(`dispatching Aegir's other queues (${dispatch.why})`);
   return off;
+}
+
+/**
+ * Whether the service runs TASKD_DISPATCH_COMMAND when a queue is due: only with a frontend (its
+ * queue listing gives the due times; app.ts builds the client from the URL and the first secret).
+ */
+export function dispatchStatus(config: Config): { on: true; argv: string[] } | { on: false; why: string } {
+  if (config.dispatchCommand === null) return { on: false, why: 'TASKD_DISPATCH_COMMAND is empty' };
+  if (config.frontendUrl === undefined || config.secrets.length === 0) return { on: false, why: 'it needs TASKD_FRONTEND_URL and TASKD_SECRET' };
+  return { on: true, argv: config.dispatchCommand };
 }
 
 /** Names of environment variables whose values must never reach a child or a log line. */

@@ -15,11 +15,17 @@ export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<
   const sim = new FakeFrontend({ key: Buffer.from(secret.slice('whsec_'.length), 'base64') });
   await sim.listen();
   const fakeHostingTask = fileURLToPath(new URL('./simulation/fake-hosting-task.js', import.meta.url));
+  const fakeHostingDispatch = fileURLToPath(new URL('./simulation/fake-hosting-dispatch.js', import.meta.url));
+  // Hosting's other queues: cron due within seconds and every minute after, backups not today.
+  const now = Math.floor(Date.now() / 1000);
+  sim.state.addQueue({ name: 'cron', frequency: 60, last: now - 57 });
+  sim.state.addQueue({ name: 'backup', frequency: 86_400, last: now });
   const config: Config = loadConfig(
     {
       TASKD_SECRET: secret,
       TASKD_FRONTEND_URL: sim.baseUrl,
       TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),
+      TASKD_DISPATCH_COMMAND: JSON.stringify([process.execPath, fakeHostingDispatch]),
       TASKD_CONCURRENCY: '2',
       TASKD_RECONCILE_INTERVAL: '5',
       TASKD_LOG_DIR: path.join(os.tmpdir(), `aegir-taskd-demo-${process.pid}`),
@@ -46,6 +52,8 @@ export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<
       add('{"rid":4,"type":"migrate","behaviour":"warning"}') + ' ; ' + add('{"rid":5,"type":"delete","behaviour":"error"}'),
       '# A drush that dies half way leaves the task processing in Aegir: it shows up as an orphan',
       add('{"rid":6,"type":"clone","behaviour":"die"}'),
+      "# Aegir's other queues: hosting-dispatch runs only when one is due (cron, every minute here), never idly",
+      `curl -s ${sim.url}/_sim/queues         # the queues, their due times and every dispatch run`,
       '',
       '# Watch',
       `curl -s ${server.address}/v1/queue`,

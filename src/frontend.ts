@@ -41,6 +41,35 @@ function isModuleNotFound(contentType: string | string[] | undefined, text: stri
   return error === MODULE_TASK_NOT_FOUND.error && message === MODULE_TASK_NOT_FOUND.message;
 }
 
+/** One of hosting's other queues as the module lists it (hosting_get_queues(), hosting.queues.inc); times in unix seconds. */
+export const hostingQueueSchema = z.object({
+  name: z.string().min(1).max(128),
+  enabled: z.boolean(),
+  last: z.number().int().nonnegative(),
+  frequency: z.number().int().nonnegative(),
+  next: z.number().int().nonnegative(),
+});
+export type HostingQueue = z.output<typeof hostingQueueSchema>;
+
+const dispatchPartSchema = z.object({ dispatch: z.boolean(), queues: z.array(hostingQueueSchema) });
+
+/** What the queue listing says about hosting's dispatcher: hosting_dispatch_enabled and the other queues' due times. */
+export interface DispatchListing {
+  enabled: boolean;
+  queues: HostingQueue[];
+}
+
+/**
+ * The whole queue listing. `dispatch` is null when the module does not report the queues (an older
+ * hosting_taskd) or reports them in a shape we cannot read (`dispatchError` says how): tasks still
+ * reconcile, only dispatching waits.
+ */
+export interface QueueListing {
+  tasks: AegirTask[];
+  dispatch: DispatchListing | null;
+  dispatchError: string | null;
+}
+
 export type FrontendErrorKind = 'unreachable' | 'timeout' | 'unauthorized' | 'http_status' | 'bad_response' | 'too_large';
 
 export class FrontendError extends Error {
@@ -70,6 +99,8 @@ export const MAX_FINISH_REASON_BYTES = 4096;
 /** What the scheduler and the reconciler need from Aegir. */
 export interface Frontend {
   listQueue(): Promise<AegirTask[]>;
+  /** The listing with the dispatcher's part; a frontend without it is read through listQueue() (see readQueueListing). */
+  readQueue?(): Promise<QueueListing>;
   getTask(nid: number): Promise<AegirTask | null>;
   /** Finishes a task whose drush is dead, through Aegir's own hosting_task_update_status(); optional for fakes that cannot write. */
   finishTask?(nid: number, vid: number, reason: string): Promise<FinishAnswer>;
@@ -103,10 +134,14 @@ export class HttpFrontend implements Frontend {
   }
 
   async listQueue(): Promise<AegirTask[]> {
+    return (await this.readQueue()).tasks;
+  }
+
+  async readQueue(): Promise<QueueListing> {
     const body = await this.#get('queue');
     const parsed = queueSchema.safeParse(body);
     if (!parsed.success) throw new FrontendError('bad_response', `GET queue: unexpected JSON: ${describeIssue(parsed.error)}`);
-    return parsed.data.tasks;
+    return { tasks: parsed.data.tasks, ...parseDispatchPart(body as Record<string, unknown>) };
   }
 
   async getTask(nid: number): Promise<AegirTask | null> {
@@ -201,6 +236,20 @@ function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text);
   if (bytes.length <= maxBytes) return text;
   return bytes.subarray(0, maxBytes).toString('utf8').replace(/\uFFFD$/, '');
+}
+
+/** The listing's dispatch part, read apart from the tasks: a fault in it must not stop tasks from reconciling. */
+function parseDispatchPart(body: Record<string, unknown>): Pick<QueueListing, 'dispatch' | 'dispatchError'> {
+  if (!('dispatch' in body) && !('queues' in body)) return { dispatch: null, dispatchError: 'the queue listing has no "dispatch" and "queues" (hosting_taskd older than the service?)' };
+  const parsed = dispatchPartSchema.safeParse(body);
+  if (!parsed.success) return { dispatch: null, dispatchError: `the queue listing's "dispatch"/"queues" are unreadable: ${describeIssue(parsed.error)}` };
+  return { dispatch: { enabled: parsed.data.dispatch, queues: parsed.data.queues }, dispatchError: null };
+}
+
+/** The listing from any Frontend: one without readQueue() reports no dispatch part. */
+export async function readQueueListing(frontend: Frontend): Promise<QueueListing> {
+  if (frontend.readQueue) return frontend.readQueue();
+  return { tasks: await frontend.listQueue(), dispatch: null, dispatchError: 'this frontend client does not read the queues' };
 }
 
 async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number, route: string): Promise<string> {

@@ -8,6 +8,10 @@ export interface SchedulerGauges {
   paused: boolean;
 }
 
+/** How a dispatch run ended: exit 0, another exit, the timeout, or the command never started. */
+export const DISPATCH_RESULTS = ['ok', 'failed', 'timed_out', 'not_started'] as const;
+export type DispatchResult = (typeof DISPATCH_RESULTS)[number];
+
 /** One registry per app, so several apps (tests) never share counters. */
 export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = true) {
   const registry = new Registry();
@@ -20,8 +24,18 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
   gauge('taskd_lanes', 'Lanes (sites, platforms, servers) with queued or running tasks.', (g) => g.lanes);
   gauge('taskd_orphans', 'Tasks Aegir shows processing with no child here.', (g) => g.orphans);
   gauge('taskd_paused', '1 while the queue is paused.', (g) => (g.paused ? 1 : 0));
+  const dispatchRuns = new Counter({ name: 'taskd_dispatch_runs_total', help: 'Runs of TASKD_DISPATCH_COMMAND (hosting-dispatch), by result.', labelNames: ['result'] as const, registers: [registry] });
+  // Every result is shown from the start, so a rate() or an alert on "timed_out" works before the first one.
+  for (const result of DISPATCH_RESULTS) dispatchRuns.inc({ result }, 0);
   return {
     registry,
+    dispatchRuns,
+    dispatchDuration: new Histogram({
+      name: 'taskd_dispatch_duration_seconds',
+      help: 'Run time of TASKD_DISPATCH_COMMAND (hosting-dispatch forks the queues\' runs and returns).',
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
     tasksReceived: new Counter({ name: 'taskd_tasks_received_total', help: 'Tasks newly queued, by source.', labelNames: ['source'] as const, registers: [registry] }),
     duplicates: new Counter({ name: 'taskd_duplicates_total', help: 'Intake requests answered as duplicates, by reason.', labelNames: ['reason'] as const, registers: [registry] }),
     tasksStarted: new Counter({ name: 'taskd_tasks_started_total', help: 'Task attempts started.', registers: [registry] }),

@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import { describeDisabledFeatures, type Config } from './config.js';
+import { describeDisabledFeatures, dispatchStatus, type Config } from './config.js';
 import { prepareLogDir, resolveCommand } from './runner.js';
 import { signedHeaders } from './signature.js';
 
@@ -15,10 +15,20 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
   const found = await resolveCommand(argv0, env);
   const resolved = 'path' in found ? found.path : null;
   if (resolved === null) problems.push(`TASKD_COMMAND: ${argv0} is not an executable file on PATH`);
+  const dispatch = dispatchStatus(config);
+  let dispatchNote: string | null = null;
+  if (dispatch.on) {
+    const foundDispatch = await resolveCommand(dispatch.argv[0]!, env);
+    if (!('path' in foundDispatch)) problems.push(`TASKD_DISPATCH_COMMAND: ${dispatch.argv[0]} is not an executable file on PATH`);
+    dispatchNote =
+      `dispatching is on: ${JSON.stringify(dispatch.argv)}${'path' in foundDispatch ? ` (${foundDispatch.path})` : ''} runs when one of Aegir's other queues is due, ` +
+      `at most once every ${config.dispatchMinIntervalMs / 1000}s, timeout ${config.dispatchTimeoutMs / 1000}s; remove the hosting-dispatch line from the aegir user's crontab`;
+  }
   const notes = [
     `listen on ${config.host}:${config.port}`,
     `command ${JSON.stringify(config.command)}${resolved ? ` (${resolved})` : ''}`,
     `concurrency ${config.concurrency}, task timeout ${config.taskTimeoutMs / 1000}s, log dir ${config.logDir}`,
+    ...(dispatchNote ? [dispatchNote] : []),
     ...describeDisabledFeatures(config).map((off) => `switched off: ${off}`),
   ];
   return { problems, notes };

@@ -1,4 +1,4 @@
-import { AegirStatus, frontendErrorKind, type AegirTask, type Frontend } from './frontend.js';
+import { AegirStatus, frontendErrorKind, readQueueListing, type AegirTask, type Frontend, type QueueListing } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { endStateFromAegir, type Logger, type Task, type TaskSubmission } from './task.js';
 import type { TaskRegistry } from './task-registry.js';
@@ -36,6 +36,15 @@ export interface ListingTarget {
   moveLane(task: Task, rid: number): void;
 }
 
+/**
+ * Told of every queue listing the reconciler reads, and of every failure to read one: the dispatcher
+ * takes hosting's due times from the same request, so watching them costs the frontend nothing more.
+ */
+export interface ListingObserver {
+  listed(listing: QueueListing, requestedAt: number): void;
+  unavailable(message: string): void;
+}
+
 export interface ReconcilerOptions {
   frontend: Frontend;
   scheduler: ReconcileTarget;
@@ -44,6 +53,7 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** Runs after every reconcile whose listing was applied (the orphan sweep). */
   afterApply?: () => Promise<unknown>;
+  observers?: ListingObserver[];
 }
 
 /**
@@ -193,18 +203,21 @@ export class Reconciler {
   async #reconcile(): Promise<ReconcileAnswer> {
     const { frontend, scheduler, metrics, log } = this.options;
     const requestedAt = Date.now();
-    let listing: AegirTask[];
+    let full: QueueListing;
     try {
-      listing = await frontend.listQueue();
+      full = await readQueueListing(frontend);
     } catch (error) {
       this.consecutiveFailures += 1;
       this.lastError = (error as Error).message;
       metrics.reconcileRuns.inc({ result: 'error' });
       metrics.frontendErrors.inc({ operation: 'reconcile', kind: frontendErrorKind(error) });
       log.warn({ err: this.lastError, failures: this.consecutiveFailures }, 'reconcile failed');
+      this.#tell((o) => o.unavailable(this.lastError!));
       throw error;
     }
+    const listing = full.tasks;
     const report = scheduler.reconcile(listing, requestedAt);
+    this.#tell((o) => o.listed(full, requestedAt));
     // The listing is applied: this reconcile succeeded, whatever the corrections below meet.
     this.lastSuccessAt = Date.now();
     this.lastError = null;
@@ -216,6 +229,17 @@ export class Reconciler {
       log.info({ queued: report.queued, cancelled: report.cancelled, corrected, orphans: report.orphans }, 'reconciled with Aegir');
     }
     return { ...report, corrected };
+  }
+
+  /** An observer's fault is its own: it never fails the reconcile. */
+  #tell(call: (observer: ListingObserver) => void): void {
+    for (const observer of this.options.observers ?? []) {
+      try {
+        call(observer);
+      } catch (error) {
+        this.options.log.error({ err: (error as Error).message }, 'a queue listing observer failed');
+      }
+    }
   }
 
   /**

@@ -39,14 +39,36 @@ export interface RunSpec {
   onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => void) | undefined;
 }
 
+/**
+ * One process the service starts in its own group through a start gate, with its output in
+ * <name>.log and its pid in <name>.pid: a task's attempt (name = nid) or a dispatch run.
+ */
+export interface ProcessSpec {
+  /** The stem of its files in logDir. */
+  name: string;
+  argv: readonly string[];
+  logDir: string;
+  timeoutMs: number;
+  killGraceMs: number;
+  env: NodeJS.ProcessEnv;
+  /** Written into <name>.run.json, with startedAt. */
+  meta: Record<string, unknown>;
+  /** The start of the run's header line in the log. */
+  headerPrefix?: string;
+  /** Words after the argv on the header line (no line breaks). */
+  headerNote?: string;
+  onStarted?: ((pid: number, startedAt: number) => void) | undefined;
+  onExit?: RunSpec['onExit'];
+}
+
 const OUTPUT_FOR_OUTCOME = 64 * 1024;
 
 /** Every attempt's output in <nid>.log starts with this line (written by the gate, or by the service when nothing could start). */
 const HEADER_PREFIX = '--- aegir-taskd: attempt started ';
 
-/** The output of the last attempt in a log tail: everything after its header line. */
-export function lastAttemptOutput(tail: string): string {
-  const at = tail.lastIndexOf(HEADER_PREFIX);
+/** The output of the last run in a log tail: everything after its header line. */
+export function lastAttemptOutput(tail: string, headerPrefix = HEADER_PREFIX): string {
+  const at = tail.lastIndexOf(headerPrefix);
   if (at < 0) return tail;
   const lineEnd = tail.indexOf('\n', at);
   return lineEnd < 0 ? '' : tail.slice(lineEnd + 1);
@@ -115,16 +137,16 @@ export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return copy;
 }
 
-export function logFilePath(logDir: string, nid: number): string {
+export function logFilePath(logDir: string, nid: number | string): string {
   return path.join(logDir, `${nid}.log`);
 }
 
-export function pidFilePath(logDir: string, nid: number): string {
+export function pidFilePath(logDir: string, nid: number | string): string {
   return path.join(logDir, `${nid}.pid`);
 }
 
 /** What the scheduler needs to re-adopt a run (its lane, revision, times), written before the child starts. */
-export function runFilePath(logDir: string, nid: number): string {
+export function runFilePath(logDir: string, nid: number | string): string {
   return path.join(logDir, `${nid}.run.json`);
 }
 
@@ -238,10 +260,30 @@ async function waitForGroupToEnd(pid: number, ms: number): Promise<boolean> {
  * Aegir forever.
  */
 export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<StartedRun> {
-  const argv = buildArgv(spec.argvTemplate, spec.nid);
-  const logFile = logFilePath(spec.logDir, spec.nid);
-  const pidFile = pidFilePath(spec.logDir, spec.nid);
-  const header = `${HEADER_PREFIX}${new Date().toISOString()} ${JSON.stringify(argv)}`;
+  return startProcess(
+    {
+      name: String(spec.nid),
+      argv: buildArgv(spec.argvTemplate, spec.nid),
+      logDir: spec.logDir,
+      timeoutMs: spec.timeoutMs,
+      killGraceMs: spec.killGraceMs,
+      env: spec.env,
+      meta: { ...spec.meta, nid: spec.nid },
+      onStarted: spec.onStarted,
+      onExit: spec.onExit,
+    },
+    warmGates,
+  );
+}
+
+/** startRun() for any process: its files are named by spec.name; warm gates are for tasks only. */
+export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Promise<StartedRun> {
+  // The name becomes file names in logDir, and is read back by the shell as one line.
+  if (!/^[A-Za-z0-9_-]+$/.test(spec.name)) throw new TypeError(`a run's name must be letters, digits, _ or -, got ${JSON.stringify(spec.name)}`);
+  const argv = spec.argv;
+  const logFile = logFilePath(spec.logDir, spec.name);
+  const pidFile = pidFilePath(spec.logDir, spec.name);
+  const header = `${spec.headerPrefix ?? HEADER_PREFIX}${new Date().toISOString()} ${JSON.stringify(argv)}${spec.headerNote ? ` ${spec.headerNote}` : ''}`;
   const resolved = rememberedCommand(argv[0]!, spec.env) ?? (await resolveAndRemember(argv[0]!, spec.env));
   if ('error' in resolved) {
     const startedAt = Date.now();
@@ -250,9 +292,9 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
     const result: RunResult = { exitCode: null, signal: null, startedAt, endedAt: Date.now(), timedOut: false, spawnError, output: spawnError };
     return { pid: null, startedAt, done: Promise.resolve(result), stop: () => undefined };
   }
-  const runFile = runFilePath(spec.logDir, spec.nid);
-  const meta = JSON.stringify({ ...spec.meta, nid: spec.nid, startedAt: Date.now() });
-  const gateInput = encodeGateTask({ nid: spec.nid, header, meta, argv: [resolved.path, ...argv.slice(1)] });
+  const runFile = runFilePath(spec.logDir, spec.name);
+  const meta = JSON.stringify({ ...spec.meta, startedAt: Date.now() });
+  const gateInput = encodeGateTask({ nid: spec.name, header, meta, argv: [resolved.path, ...argv.slice(1)] });
   const subprocess = warmGates?.take() ?? spawnGate(spec.logDir, childEnvironment(spec.env));
   subprocess.stdin.end(gateInput);
   // Taken once the process exists and has its task, so queue-to-start latency includes the spawn itself.
@@ -308,7 +350,7 @@ export async function startRun(spec: RunSpec, warmGates?: WarmGates): Promise<St
       // The log may be what could not be written; the outcome carries the message either way.
       await fs.appendFile(logFile, `--- aegir-taskd: ${spawnError}\n`, { mode: 0o600 }).catch(() => undefined);
     }
-    const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text);
+    const output = spawnError ? spawnError : lastAttemptOutput((await readTail(logFile, OUTPUT_FOR_OUTCOME)).text, spec.headerPrefix);
     return {
       // A code of the gate (75, 76, 77) or of a failed spawn is not the command's: it never ran.
       exitCode: spawnError ? null : (result.exitCode ?? null),

@@ -128,6 +128,48 @@ export const orphanSchema = z
   })
   .meta({ id: 'Orphan' });
 
+const hostingQueueViewSchema = z.object({
+  name: z.string(),
+  enabled: z.boolean(),
+  last: isoTime.describe('When the queue last ran (hosting_queue_<name>_last_run); null when never.'),
+  frequency: z.number().int().describe("Seconds between runs: hosting's calc_frequency."),
+  next: z.string().describe('last + frequency: from then on hosting-dispatch runs it.'),
+});
+
+export const dispatchViewSchema = z
+  .object({
+    enabled: z.boolean().describe('Whether the service runs TASKD_DISPATCH_COMMAND when a queue is due (it needs a frontend).'),
+    command: z.array(z.string()).nullable(),
+    state: z
+      .enum(['off', 'waiting_for_frontend', 'frontend_down', 'not_reported', 'disabled_in_aegir', 'no_queue_enabled', 'scheduled', 'confirming', 'starting', 'running', 'closed'])
+      .describe(
+        'off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; starting: handing the command to its process; running: the command runs.',
+      ),
+    message: z.string(),
+    aegirEnabled: z.boolean().nullable().describe('hosting_dispatch_enabled as last listed.'),
+    listedAt: isoTime.describe('When the listing the due times come from was requested.'),
+    nextQueue: hostingQueueViewSchema.omit({ enabled: true }).nullable().describe('The enabled queue that comes due first.'),
+    nextStartAt: isoTime.describe('When the command starts next: the earliest due time, at least TASKD_DISPATCH_MIN_INTERVAL after the last start.'),
+    running: z.object({ pid: z.number().int().nullable(), startedAt: isoTime, due: z.array(z.string()) }).nullable(),
+    lastRun: z
+      .object({
+        startedAt: z.string(),
+        endedAt: z.string(),
+        result: z.enum(['ok', 'failed', 'timed_out', 'not_started']),
+        exitCode: z.number().int().nullable(),
+        signal: z.string().nullable(),
+        durationSeconds: z.number(),
+        due: z.array(z.string()).describe('The queues that were due when it started.'),
+        message: z.string().nullable(),
+      })
+      .nullable(),
+    runs: z.number().int().describe('Runs started since the service started.'),
+    queues: z.array(hostingQueueViewSchema).describe("Hosting's queues but tasks, as last listed."),
+    minIntervalSeconds: z.number().nullable(),
+    timeoutSeconds: z.number().nullable(),
+  })
+  .meta({ id: 'Dispatch' });
+
 export const queueViewSchema = z
   .object({
     paused: z.boolean(),
@@ -158,6 +200,7 @@ export const queueViewSchema = z
       lastError: z.string().nullable(),
       consecutiveFailures: z.number().int(),
     }),
+    dispatch: dispatchViewSchema.describe("Aegir's other queues (cron, backups…): the next due queue and the last run of hosting-dispatch."),
   })
   .meta({ id: 'Queue' });
 

@@ -41,6 +41,8 @@ export async function startServer(config: Config, options: Omit<AppOptions, 'con
     shuttingDown ??= (async () => {
       app.taskd.lifecycle.closing = true;
       app.taskd.reconciler?.stop();
+      // A dispatch under way goes on, like a running task; no new one starts.
+      app.taskd.dispatcher?.close();
       app.log.info({ graceSeconds: config.shutdownGraceMs / 1000 }, 'shutting down: intake closed, waiting for running tasks');
       const { stillRunning } = await app.taskd.scheduler.drain(config.shutdownGraceMs);
       if (stillRunning.length > 0) {

@@ -31,8 +31,9 @@ const GATE_SCRIPT = [
   'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
   "printf '%s %s\\n' \"$$\" \"$start\" > \"$dir/$nid.pid\" || exit 75",
   "printf '%s\\n' \"$header\"",
-  // hosting_taskd's drush pre-hook tees Aegir's task log to stderr only for a process the service started.
-  'export AEGIR_TASKD_NID="$nid"',
+  // hosting_taskd's drush pre-hook tees Aegir's task log to stderr only for a task the service started
+  // (a run named by a nid; a dispatch run is named otherwise).
+  'case $nid in *[!0-9]*) ;; *) export AEGIR_TASKD_NID="$nid" ;; esac',
   'umask "$mask"',
   // A successful exec replaces the shell and its traps; a failed one (E2BIG, the file gone since its
   // path was resolved…) makes dash exit, which runs this trap: the command did not run, so its pid
@@ -49,7 +50,8 @@ export const GATE_UNUSED = 76;
 export const GATE_EXEC_FAILED = 77;
 
 export interface GateTask {
-  nid: number;
+  /** The stem of the run's files: a task's nid, or another run's name such as "dispatch". */
+  nid: number | string;
   /** The attempt's first line in <nid>.log. */
   header: string;
   /** Written to <nid>.run.json. */

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_COMMAND, describeDisabledFeatures, loadConfig, parseCommandLine, settings } from '../src/config.js';
+import { ConfigError, DEFAULT_COMMAND, describeDisabledFeatures, dispatchStatus, loadConfig, parseCommandLine, settings } from '../src/config.js';
 import { generateSecret } from '../src/signature.js';
 
 describe('loadConfig', () => {
@@ -106,6 +106,31 @@ describe('loadConfig', () => {
 
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ TASKD_PORT: '', TASKD_CONCURRENCY: '' })).toMatchObject({ port: 8765, concurrency: 1 });
+  });
+
+  it('runs hosting-dispatch by default, and takes an empty value or [] as off rather than as unset', () => {
+    expect(loadConfig({}).dispatchCommand).toEqual(['drush', '@hostmaster', 'hosting-dispatch']);
+    expect(loadConfig({ TASKD_DISPATCH_COMMAND: '' }).dispatchCommand).toBeNull();
+    expect(loadConfig({ TASKD_DISPATCH_COMMAND: ' [ ] ' }).dispatchCommand).toBeNull();
+    expect(loadConfig({}, { dispatchCommand: '' }).dispatchCommand).toBeNull();
+    expect(loadConfig({ TASKD_DISPATCH_COMMAND: '["/usr/bin/drush","@hm","hosting-dispatch"]' }).dispatchCommand).toEqual(['/usr/bin/drush', '@hm', 'hosting-dispatch']);
+    expect(loadConfig({})).toMatchObject({ dispatchTimeoutMs: 600_000, dispatchMinIntervalMs: 60_000 });
+  });
+
+  it.each([
+    ['drush @hostmaster hosting-dispatch', /TASKD_DISPATCH_COMMAND: expected a JSON array of strings/],
+    ['["drush",""]', /TASKD_DISPATCH_COMMAND: expected a non-empty JSON array of non-empty strings/],
+    ['["drush","{nid}"]', /TASKD_DISPATCH_COMMAND: no placeholder is allowed here, found \{nid\}/],
+    ['["drush","a\\nb"]', /TASKD_DISPATCH_COMMAND: arguments must not contain line breaks/],
+  ])('refuses TASKD_DISPATCH_COMMAND=%s', (value, message) => {
+    expect(() => loadConfig({ TASKD_DISPATCH_COMMAND: value })).toThrow(message);
+  });
+
+  it('says whether dispatching is on', () => {
+    const frontend = { TASKD_SECRET: generateSecret(), TASKD_FRONTEND_URL: 'http://127.0.0.1:1/x' };
+    expect(dispatchStatus(loadConfig(frontend))).toEqual({ on: true, argv: ['drush', '@hostmaster', 'hosting-dispatch'] });
+    expect(dispatchStatus(loadConfig({ ...frontend, TASKD_DISPATCH_COMMAND: '' }))).toEqual({ on: false, why: 'TASKD_DISPATCH_COMMAND is empty' });
+    expect(describeDisabledFeatures(loadConfig({}))).toContain("dispatching Aegir's other queues (it needs TASKD_FRONTEND_URL and TASKD_SECRET)");
   });
 
   it('says what is switched off', () => {

@@ -39,6 +39,33 @@ describe('HttpFrontend', () => {
     expect(await client.getTask(999_999)).toBeNull();
   });
 
+  it("reads hosting's queues beside the tasks, and keeps the tasks when the queues are missing or unreadable", async () => {
+    const { sim, client } = await setup();
+    const task = sim.state.addTask({ rid: 5 });
+    sim.state.addQueue({ name: 'cron', frequency: 600, last: 1_764_300_000 });
+    sim.state.addQueue({ name: 'backup', frequency: 86_400, last: 0, enabled: false });
+    expect(await client.readQueue()).toEqual({
+      tasks: [expect.objectContaining({ nid: task.nid })],
+      dispatch: {
+        enabled: true,
+        queues: [
+          { name: 'cron', enabled: true, last: 1_764_300_000, frequency: 600, next: 1_764_300_600 },
+          { name: 'backup', enabled: false, last: 0, frequency: 86_400, next: 86_400 },
+        ],
+      },
+      dispatchError: null,
+    });
+    sim.reportsQueues = false;
+    const older = await client.readQueue();
+    expect(older.tasks.map((t) => t.nid)).toEqual([task.nid]);
+    expect(older).toMatchObject({ dispatch: null, dispatchError: expect.stringMatching(/no "dispatch" and "queues"/) });
+    sim.reportsQueues = true;
+    sim.state.addQueue({ name: 'broken', frequency: -5 });
+    const unreadable = await client.readQueue();
+    expect(unreadable.tasks.map((t) => t.nid)).toEqual([task.nid]);
+    expect(unreadable).toMatchObject({ dispatch: null, dispatchError: expect.stringMatching(/^the queue listing's "dispatch"\/"queues" are unreadable: queues\.2\.frequency/) });
+  });
+
   it.each<[Fault, FrontendError['kind'], RegExp]>([
     ['error', 'http_status', /^GET queue: HTTP 500$/],
     ['invalid-json', 'bad_response', /not JSON/],

@@ -1,16 +1,20 @@
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { HttpFrontend } from '../src/frontend.js';
 import { FakeFrontend } from '../src/simulation/fake-frontend.js';
 import { TEST_KEY, TEST_SECRET, repoRoot, testConfig } from './helpers.js';
 
 export const fakeHostingTask = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-task.js');
+export const fakeHostingDispatch = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-dispatch.js');
+/** TASKD_DISPATCH_COMMAND for the simulated hosting-dispatch. */
+export const fakeDispatchCommand = JSON.stringify([process.execPath, fakeHostingDispatch]);
 
 /** A simulated Aegir frontend and a service wired to it, listening on loopback. */
-export async function simulatedAegir(env: Record<string, string> = {}, options: { retryDelaysMs?: number[]; slowMs?: number; frontendTimeoutMs?: number } = {}) {
+export async function simulatedAegir(env: Record<string, string> = {}, options: { retryDelaysMs?: number[]; slowMs?: number; frontendTimeoutMs?: number; loggerInstance?: FastifyBaseLogger; childEnv?: Record<string, string>; before?: (sim: FakeFrontend) => void } = {}) {
   const sim = new FakeFrontend({ key: TEST_KEY, slowMs: options.slowMs ?? 3000 });
   await sim.listen();
+  options.before?.(sim);
   const config = await testConfig({
     TASKD_SECRET: TEST_SECRET,
     TASKD_FRONTEND_URL: sim.baseUrl,
@@ -25,7 +29,8 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
     config,
     ...(timeoutMs ? { frontend: new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs }) } : {}),
     defaultMetrics: false,
-    env: { ...process.env, AEGIR_SIM_URL: sim.url },
+    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : {}),
+    env: { ...process.env, AEGIR_SIM_URL: sim.url, ...options.childEnv },
     retryDelaysMs: options.retryDelaysMs ?? [50, 100],
   });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

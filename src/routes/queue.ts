@@ -1,4 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { dispatchStatus } from '../config.js';
+import { offDispatchView } from '../dispatcher.js';
 import { TaskdError } from '../errors.js';
 import { authorizeOperator } from '../plugins/auth.js';
 import { errorResponses, errorSchema, nidParamsSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema, resolveAnswerSchema } from '../schemas.js';
@@ -8,13 +10,17 @@ const security = [{ bearerToken: [] }];
 export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler } = app.taskd;
   app.addHook('onRequest', async (request) => authorizeOperator(config, request));
+  const offReason = () => {
+    const status = dispatchStatus(config);
+    return status.on ? 'no frontend client' : status.why;
+  };
 
   app.get(
     '/v1/queue',
     {
       schema: {
         operationId: 'getQueue',
-        summary: 'Queue state: paused, depth, running, lanes, limits, orphans, reconciliation',
+        summary: 'Queue state: paused, depth, running, lanes, limits, orphans, reconciliation, dispatch',
         tags: ['queue'],
         security,
         response: { 200: queueViewSchema, 401: errorSchema, 403: errorSchema },
@@ -46,6 +52,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
           lastError: reconciler?.lastError ?? null,
           consecutiveFailures: reconciler?.consecutiveFailures ?? 0,
         },
+        dispatch: app.taskd.dispatcher?.view() ?? offDispatchView(config.dispatchCommand, offReason()),
       };
     },
   );

@@ -1,4 +1,4 @@
-import { AegirStatus, type AegirTask } from '../frontend.js';
+import { AegirStatus, type AegirTask, type HostingQueue } from '../frontend.js';
 
 /** How a simulated hosting-task run ends. */
 export type Behaviour = 'success' | 'warning' | 'error' | 'hang' | 'die' | 'leave-queued';
@@ -30,6 +30,36 @@ export function statusFromLog(entries: ReadonlyArray<{ type: string }>): number 
   return AegirStatus.success;
 }
 
+/** How a simulated hosting-dispatch run behaves: as Aegir's, exit 1 before it dispatches anything, or never end. */
+export type DispatchBehaviour = 'normal' | 'fail' | 'hang';
+
+/** One of hosting's other queues: the variables hosting_get_queues() reads (hosting.queues.inc). */
+export interface SimQueue {
+  name: string;
+  enabled: boolean;
+  /** calc_frequency, seconds. */
+  frequency: number;
+  /** hosting_queue_<name>_last_run, unix seconds; 0 when it never ran. */
+  last: number;
+  /** Times the queue's own command (hosting-<name>) was run by a dispatch. */
+  runs: number;
+}
+
+/** One run of the simulated hosting-dispatch, as it recorded itself. */
+export interface SimDispatchRun {
+  /** Unix seconds, REQUEST_TIME of the run. */
+  at: number;
+  /** Wall-clock milliseconds when it asked. */
+  atMs: number;
+  pid: number;
+  /** AEGIR_TASKD_DISPATCH was set: the service started it. */
+  byService: boolean;
+  /** The service's secrets reached it (they must not). */
+  sawSecrets: boolean;
+  ran: string[];
+  behaviour: DispatchBehaviour;
+}
+
 /**
  * Aegir's hosting_task table as the design relies on it: status codes, a new revision (vid) on
  * every node save, `changed` moved by saves, and the final status written straight to the row.
@@ -39,9 +69,54 @@ export class AegirState {
   #nextNid = 100;
   #nextVid = 1000;
   #clock: () => number;
+  /** hosting_dispatch_enabled. */
+  dispatchEnabled = true;
+  dispatchBehaviour: DispatchBehaviour = 'normal';
+  readonly queues = new Map<string, SimQueue>();
+  readonly dispatchRuns: SimDispatchRun[] = [];
 
   constructor(clock: () => number = () => Math.floor(Date.now() / 1000)) {
     this.#clock = clock;
+  }
+
+  /** A queue as a hook_hosting_queues() implementation and its variables define it. */
+  addQueue(input: { name: string; frequency: number; last?: number; enabled?: boolean }): SimQueue {
+    const queue: SimQueue = { name: input.name, enabled: input.enabled ?? true, frequency: input.frequency, last: input.last ?? 0, runs: 0 };
+    this.queues.set(queue.name, queue);
+    return queue;
+  }
+
+  /** What the module lists: every queue but tasks, next = last + frequency. */
+  listQueues(): HostingQueue[] {
+    return [...this.queues.values()].map(({ name, enabled, last, frequency }) => ({ name, enabled, last, frequency, next: last + frequency }));
+  }
+
+  /**
+   * drush_hosting_dispatch() (dispatch.hosting.inc): nothing unless hosting_dispatch_enabled; then
+   * each enabled queue with now - last >= calc_frequency is run, and its run (hosting_run_queue(),
+   * hosting.queues.inc) sets its last_run to its own REQUEST_TIME.
+   */
+  dispatch(input: { pid: number; byService: boolean; sawSecrets: boolean }): { run: SimDispatchRun; messages: string[] } {
+    const now = this.#clock();
+    const messages = ['Dispatching queues.'];
+    const ran: string[] = [];
+    if (this.dispatchBehaviour === 'normal') {
+      if (!this.dispatchEnabled) messages.push('Dispatching disabled.');
+      else {
+        for (const queue of this.queues.values()) {
+          if (!queue.enabled) messages.push(`Queue ${queue.name} disabled.`);
+          else if (now - queue.last >= queue.frequency) {
+            queue.last = now;
+            queue.runs += 1;
+            ran.push(queue.name);
+            messages.push(`Found 0 running tasks, starting hosting-${queue.name}.`);
+          } else messages.push(`Too early for queue ${queue.name}.`);
+        }
+      }
+    }
+    const run: SimDispatchRun = { at: now, atMs: Date.now(), ...input, ran, behaviour: this.dispatchBehaviour };
+    this.dispatchRuns.push(run);
+    return { run, messages };
   }
 
   /** hosting_add_task(): a new task node, status queued. */

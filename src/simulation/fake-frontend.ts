@@ -35,6 +35,8 @@ export class FakeFrontend {
   readonly state: AegirState;
   readonly webhookResults: Array<{ nid: number; status: number | string }> = [];
   fault: Fault | null = null;
+  /** False: the listing carries tasks only, as hosting_taskd did before it reported hosting's queues. */
+  reportsQueues = true;
   requests = 0;
   #server: http.Server | null = null;
   #url = '';
@@ -158,7 +160,10 @@ export class FakeFrontend {
       if (outcome.result === 'conflict') return send(409, { error: 'TASKD_ERR_NOT_PROCESSING', status: outcome.status, vid: outcome.vid });
       return send(200, { nid: Number(finish[1]), vid: outcome.vid, status: outcome.status });
     }
-    if (route === 'queue') return send(200, { tasks: this.state.listQueue() });
+    if (route === 'queue') {
+      const tasks = this.state.listQueue();
+      return send(200, this.reportsQueues ? { tasks, dispatch: this.state.dispatchEnabled, queues: this.state.listQueues() } : { tasks });
+    }
     const match = /^task\/([1-9]\d*)$/.exec(route);
     if (match) {
       const task = this.state.getTask(Number(match[1]));
@@ -175,6 +180,15 @@ export class FakeFrontend {
     if (req.method === 'POST' && parts[0] === 'tasks' && parts.length === 1) {
       const input = addSchema.parse(body ?? {});
       return send(201, await this.addTask(input));
+    }
+    if (req.method === 'POST' && parts[0] === 'dispatch' && parts.length === 1) {
+      const input = z.object({ pid: z.number().int(), byService: z.boolean(), sawSecrets: z.boolean() }).parse(body);
+      return send(200, this.state.dispatch(input));
+    }
+    if (req.method === 'GET' && parts[0] === 'queues') return send(200, { dispatch: this.state.dispatchEnabled, queues: this.state.listQueues(), runs: this.state.dispatchRuns });
+    if (req.method === 'POST' && parts[0] === 'queues' && parts.length === 1) {
+      const input = z.object({ name: z.string().min(1), frequency: z.number().int().nonnegative(), last: z.number().int().nonnegative().optional(), enabled: z.boolean().optional() }).parse(body);
+      return send(201, this.state.addQueue(input));
     }
     if (req.method === 'POST' && parts[0] === 'fault') {
       const mode = (body as { mode?: Fault | null } | undefined)?.mode ?? null;

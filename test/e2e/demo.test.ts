@@ -29,5 +29,15 @@ describe('aegir-taskd demo', () => {
       { timeoutMs: 10_000, what: 'the demo task to succeed' },
     );
     expect(out).toContain(`curl -s ${service}/v1/queue`);
+    // Its cron queue comes due within seconds: the service runs the simulated hosting-dispatch for it.
+    const queuesUrl = /curl -s (\S+\/_sim\/queues)/.exec(out)![1]!;
+    const runs = await waitFor(
+      async () => {
+        const answer = (await (await request(queuesUrl)).body.json()) as { runs: Array<{ byService: boolean; ran: string[] }> };
+        return answer.runs.length > 0 ? answer.runs : null;
+      },
+      { timeoutMs: 15_000, what: 'the demo dispatch' },
+    );
+    expect(runs[0]).toMatchObject({ byService: true, ran: ['cron'] });
   });
 });

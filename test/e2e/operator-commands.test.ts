@@ -26,6 +26,20 @@ describe('aegir-taskd check-config', () => {
     expect(result.stdout).toContain('switched off: signed webhook intake (TASKD_SECRET is not set)');
   });
 
+  it('says whether dispatching is on, and refuses a dispatch command that cannot run', async () => {
+    const base = { TASKD_COMMAND: JSON.stringify(['sh', '{nid}']), TASKD_LOG_DIR: await tempDir(), TASKD_SECRET: TEST_SECRET, TASKD_FRONTEND_URL: 'http://127.0.0.1:9/hosting/taskd' };
+    const on = await cli(['check-config'], { ...base, TASKD_DISPATCH_COMMAND: JSON.stringify(['sh', '-c', 'true']) });
+    expect(on.status).toBe(0);
+    expect(on.stdout).toMatch(/dispatching is on: \["sh","-c","true"\] \(\/\S+\/sh\) runs when one of Aegir's other queues is due, at most once every 60s, timeout 600s/);
+    const off = await cli(['check-config'], { ...base, TASKD_DISPATCH_COMMAND: '' });
+    expect(off.status).toBe(0);
+    expect(off.stdout).toContain("switched off: dispatching Aegir's other queues (TASKD_DISPATCH_COMMAND is empty)");
+    expect(off.stdout).not.toContain('dispatching is on');
+    const missing = await cli(['check-config'], { ...base, TASKD_DISPATCH_COMMAND: JSON.stringify(['no-such-drush', 'hosting-dispatch']) });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toBe('aegir-taskd: TASKD_DISPATCH_COMMAND: no-such-drush is not an executable file on PATH\n');
+  });
+
   it.each([
     [{ TASKD_COMMAND: JSON.stringify(['no-such-drush', '{nid}']) }, 'aegir-taskd: TASKD_COMMAND: no-such-drush is not an executable file on PATH\n'],
     [{ TASKD_LOG_DIR: '/etc/passwd/logs' }, 'aegir-taskd: TASKD_LOG_DIR: /etc/passwd/logs cannot be created or written (ENOTDIR)\n'],

@@ -181,7 +181,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Queue state: paused, depth, running, lanes, limits, orphans, reconciliation */
+        /** Queue state: paused, depth, running, lanes, limits, orphans, reconciliation, dispatch */
         get: operations["getQueue"];
         put?: never;
         post?: never;
@@ -381,6 +381,65 @@ export interface components {
             since: string;
             reason: string;
         };
+        Dispatch: {
+            /** @description Whether the service runs TASKD_DISPATCH_COMMAND when a queue is due (it needs a frontend). */
+            enabled: boolean;
+            command: string[] | null;
+            /**
+             * @description off: not configured; frontend_down: no dispatch until the frontend answers; not_reported: the queue listing has no due times; disabled_in_aegir: hosting_dispatch_enabled is off; scheduled: waits for nextStartAt; confirming: reading the listing again just before a start; starting: handing the command to its process; running: the command runs.
+             * @enum {string}
+             */
+            state: "off" | "waiting_for_frontend" | "frontend_down" | "not_reported" | "disabled_in_aegir" | "no_queue_enabled" | "scheduled" | "confirming" | "starting" | "running" | "closed";
+            message: string;
+            /** @description hosting_dispatch_enabled as last listed. */
+            aegirEnabled: boolean | null;
+            /** @description When the listing the due times come from was requested. */
+            listedAt: string | null;
+            /** @description The enabled queue that comes due first. */
+            nextQueue: {
+                name: string;
+                /** @description When the queue last ran (hosting_queue_<name>_last_run); null when never. */
+                last: string | null;
+                /** @description Seconds between runs: hosting's calc_frequency. */
+                frequency: number;
+                /** @description last + frequency: from then on hosting-dispatch runs it. */
+                next: string;
+            } | null;
+            /** @description When the command starts next: the earliest due time, at least TASKD_DISPATCH_MIN_INTERVAL after the last start. */
+            nextStartAt: string | null;
+            running: {
+                pid: number | null;
+                startedAt: string | null;
+                due: string[];
+            } | null;
+            lastRun: {
+                startedAt: string;
+                endedAt: string;
+                /** @enum {string} */
+                result: "ok" | "failed" | "timed_out" | "not_started";
+                exitCode: number | null;
+                signal: string | null;
+                durationSeconds: number;
+                /** @description The queues that were due when it started. */
+                due: string[];
+                message: string | null;
+            } | null;
+            /** @description Runs started since the service started. */
+            runs: number;
+            /** @description Hosting's queues but tasks, as last listed. */
+            queues: {
+                name: string;
+                enabled: boolean;
+                /** @description When the queue last ran (hosting_queue_<name>_last_run); null when never. */
+                last: string | null;
+                /** @description Seconds between runs: hosting's calc_frequency. */
+                frequency: number;
+                /** @description last + frequency: from then on hosting-dispatch runs it. */
+                next: string;
+            }[];
+            minIntervalSeconds: number | null;
+            timeoutSeconds: number | null;
+        };
         Queue: {
             paused: boolean;
             closing: boolean;
@@ -425,6 +484,8 @@ export interface components {
                 lastError: string | null;
                 consecutiveFailures: number;
             };
+            /** @description Aegir's other queues (cron, backups…): the next due queue and the last run of hosting-dispatch. */
+            dispatch: components["schemas"]["Dispatch"];
         };
         PauseState: {
             paused: boolean;
