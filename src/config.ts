@@ -53,7 +53,7 @@ export const settings = [
   { key: 'host', env: 'TASKD_HOST', flag: 'host', default: '127.0.0.1', help: 'Address to listen on.' },
   { key: 'port', env: 'TASKD_PORT', flag: 'port', default: '8765', help: 'Port to listen on (0 picks a free one).' },
   { key: 'secrets', env: 'TASKD_SECRET', flag: 'secret', default: '', help: 'Webhook secret(s), whsec_…; several separated by spaces while rotating. Signed intake is off until set.' },
-  { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for operator endpoints and unsigned intake. Without it they answer loopback clients only.' },
+  { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for every change (unsigned intake, cancel, pause, resume, reconcile) and for task output, from loopback too. Without it the service makes one in TASKD_STATE_DIR/admin-token.' },
   { key: 'command', env: 'TASKD_COMMAND', flag: 'command', default: JSON.stringify(DEFAULT_COMMAND), help: 'JSON argv run for each task; {nid} is replaced by the task nid. No shell is involved.' },
   { key: 'concurrency', env: 'TASKD_CONCURRENCY', flag: 'concurrency', default: '1', help: 'Tasks running at once in all (one per site or server at most).' },
   { key: 'warmStarts', env: 'TASKD_WARM_STARTS', flag: 'warm-starts', default: '2', help: 'Start processes kept waiting for the next task, so a task starts without a fork of the service (at most TASKD_CONCURRENCY; 0: off).' },
@@ -64,6 +64,7 @@ export const settings = [
   { key: 'maxStartsPerMinute', env: 'TASKD_MAX_STARTS_PER_MINUTE', flag: 'max-starts-per-minute', default: '', help: 'At most this many task starts a minute (empty: no limit).' },
   { key: 'maxLoad', env: 'TASKD_MAX_LOAD', flag: 'max-load', default: '', help: 'Defer starts while the 1-minute load average is above this (empty: no limit).' },
   { key: 'logDir', env: 'TASKD_LOG_DIR', flag: 'log-dir', default: '', help: 'Folder for per-task output (<nid>.log) and pid files (<nid>.pid). Default: aegir-taskd-<uid> in the temp dir.' },
+  { key: 'stateDir', env: 'TASKD_STATE_DIR', flag: 'state-dir', default: '', help: 'Folder for what the service keeps between runs (the admin token it made, when none is configured). Default: aegir-taskd in $XDG_STATE_HOME or ~/.local/state.' },
   { key: 'logRetentionMs', env: 'TASKD_LOG_RETENTION', flag: 'log-retention', default: '30', help: 'Days to keep the output of ended tasks in TASKD_LOG_DIR (0: keep forever).' },
   { key: 'shutdownGraceMs', env: 'TASKD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30', help: 'Seconds to let running tasks finish on SIGTERM before exiting (they keep running).' },
   { key: 'rateLimit', env: 'TASKD_RATE_LIMIT', flag: 'rate-limit', default: '6000', help: 'Intake requests per client per minute (0: off).' },
@@ -165,6 +166,7 @@ const configSchema = z.object({
   maxStartsPerMinute: optionalNumber(z.number().int('expected an integer').min(1, 'expected at least 1')),
   maxLoad: optionalNumber(z.number().positive('expected a positive number')),
   logDir: z.string().transform((d) => path.resolve(d === '' ? path.join(os.tmpdir(), `aegir-taskd-${process.getuid?.() ?? 'user'}`) : d)),
+  stateDir: z.string(),
   logRetentionMs: z.coerce.number({ error: 'expected a number of days' }).min(0, 'expected 0 (keep forever) or more days').transform((d) => Math.round(d * 86_400_000)),
   shutdownGraceMs: seconds(0),
   rateLimit: integer(0, 1_000_000_000),
@@ -221,6 +223,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<Setting
   const raw: Record<string, string> = {};
   // An empty variable counts as unset, as shells and unit files often leave one defined but blank.
   for (const s of settings) raw[s.key] = flags[s.key] ?? (env[s.env] || s.default);
+  // Persistent, per user (so each hostmaster instance has its own), and never the shared temp dir.
+  if (raw.stateDir === '') raw.stateDir = path.join(env.XDG_STATE_HOME || path.join(env.HOME || os.homedir(), '.local', 'state'), 'aegir-taskd');
+  raw.stateDir = path.resolve(raw.stateDir!);
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -237,7 +242,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<Setting
 export function describeDisabledFeatures(config: Config): string[] {
   const off: string[] = [];
   if (config.secrets.length === 0) off.push('signed webhook intake (TASKD_SECRET is not set)');
-  if (config.adminToken === undefined) off.push('remote operator access (TASKD_ADMIN_TOKEN is not set; loopback clients only)');
   if (config.frontendUrl === undefined) off.push('reconciliation and Aegir outcomes (TASKD_FRONTEND_URL is not set)');
   return off;
 }

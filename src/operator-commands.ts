@@ -1,4 +1,5 @@
 import { request } from 'undici';
+import { adminTokenFile, readAdminTokenFile } from './admin-token.js';
 import { describeDisabledFeatures, type Config } from './config.js';
 import { prepareLogDir, resolveCommand } from './runner.js';
 import { signedHeaders } from './signature.js';
@@ -11,6 +12,16 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
   } catch (error) {
     problems.push(`TASKD_LOG_DIR: ${config.logDir} cannot be created or written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+  let tokenNote = 'admin token from TASKD_ADMIN_TOKEN';
+  if (config.adminToken === undefined) {
+    try {
+      await prepareLogDir(config.stateDir);
+      const kept = await readAdminTokenFile(config.stateDir);
+      tokenNote = `admin token ${kept ? 'kept' : 'to be made at start'} in ${adminTokenFile(config.stateDir)} (TASKD_ADMIN_TOKEN is not set)`;
+    } catch (error) {
+      problems.push(`TASKD_STATE_DIR: ${config.stateDir} cannot be used (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+  }
   const argv0 = config.command[0]!;
   const found = await resolveCommand(argv0, env);
   const resolved = 'path' in found ? found.path : null;
@@ -18,7 +29,8 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
   const notes = [
     `listen on ${config.host}:${config.port}`,
     `command ${JSON.stringify(config.command)}${resolved ? ` (${resolved})` : ''}`,
-    `concurrency ${config.concurrency}, task timeout ${config.taskTimeoutMs / 1000}s, log dir ${config.logDir}`,
+    `concurrency ${config.concurrency}, task timeout ${config.taskTimeoutMs / 1000}s, log dir ${config.logDir}, state dir ${config.stateDir}`,
+    tokenNote,
     ...describeDisabledFeatures(config).map((off) => `switched off: ${off}`),
   ];
   return { problems, notes };
@@ -32,7 +44,11 @@ export async function enqueueTask(config: Config, input: { nid: number; rid?: nu
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   const secret = config.secrets[0];
   if (secret) Object.assign(headers, signedHeaders(secret.key, payload));
-  else if (config.adminToken) headers.authorization = `Bearer ${config.adminToken.reveal()}`;
+  else {
+    // Without a configured token, the one the service made (readable by the same user only).
+    const token = config.adminToken ?? (await readAdminTokenFile(config.stateDir));
+    if (token) headers.authorization = `Bearer ${token.reveal()}`;
+  }
   const response = await request(`${base.replace(/\/+$/, '')}/v1/tasks`, { method: 'POST', body: payload, headers });
   return { status: response.statusCode, body: await response.body.text() };
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { ensureAdminToken } from './admin-token.js';
 import { adoptSurvivingChildren } from './adoption.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeDisabledFeatures, type Config } from './config.js';
@@ -12,10 +13,14 @@ export interface RunningServer {
 }
 
 /** Builds the app, re-adopts surviving children, listens, starts reconciling. */
-export async function startServer(config: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
-  await prepareLogDir(config.logDir);
+export async function startServer(configured: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
+  await prepareLogDir(configured.logDir);
+  const adminToken = await ensureAdminToken(configured);
+  const config: Config = { ...configured, adminToken: adminToken.token };
   const app = await buildApp({ ...options, config });
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
+  // Where the token is, never what it is.
+  if (adminToken.file) app.log.warn({ file: adminToken.file, created: adminToken.created }, 'TASKD_ADMIN_TOKEN is not set: operator requests take the token in this file');
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
   const adopted = await adoptSurvivingChildren(config.logDir, app.taskd.scheduler, app.log);
   const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.isActive(nid), app.log);

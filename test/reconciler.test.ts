@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../src/frontend.js';
-import { waitFor } from './helpers.js';
+import { ADMIN, waitFor } from './helpers.js';
 import { simulatedAegir } from './simulation.js';
 
 type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
@@ -59,7 +59,7 @@ describe('outcomes read from Aegir', () => {
   it('looks up the lane of a task announced without rid', async () => {
     const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
     const t = s.sim.state.addTask({ rid: 77, seconds: 0.05 });
-    const response = await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } });
+    const response = await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid }, headers: ADMIN });
     expect(response.statusCode).toBe(202);
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ lane: 'rid:77', rid: 77, state: 'succeeded' });
@@ -73,7 +73,7 @@ describe('outcomes read from Aegir', () => {
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', outcomeConfirmed: false });
     s.sim.fault = null;
-    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN })).json();
     expect(report.corrected).toEqual([t.nid]);
     expect(await s.task(t.nid)).toMatchObject({ state: 'warning', outcomeConfirmed: true });
   });
@@ -95,7 +95,7 @@ describe('reconciliation', () => {
     expect((await s.task(t.nid)).state).toBe('queued');
     await new Promise((r) => setTimeout(r, 5));
     s.sim.state.delete(t.nid);
-    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN })).json();
     expect(report.cancelled).toEqual([t.nid]);
     s.app.taskd.scheduler.resume();
     expect(await s.task(t.nid)).toMatchObject({ state: 'cancelled', message: 'Aegir no longer has it queued' });
@@ -147,7 +147,7 @@ describe('reconciliation', () => {
     again.sim.state.tasks.clear();
     for (const [nid, t] of s.sim.state.tasks) again.sim.state.tasks.set(nid, t);
     again.app.taskd.reconciler?.stop();
-    await again.app.inject({ method: 'POST', url: '/v1/reconcile' });
+    await again.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN });
     for (const t of tasks) await waitFor(async () => (await again.task(t.nid)).state === 'succeeded', { timeoutMs: 10_000 });
     expect(tasks.map((t) => again.sim.state.tasks.get(t.nid)!.claims)).toEqual([1, 1, 1, 1, 1, 1]);
   });

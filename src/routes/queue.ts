@@ -1,13 +1,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
-import { authorizeOperator } from '../plugins/auth.js';
+import { authorizeRead, requireAdminToken } from '../plugins/auth.js';
 import { errorSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema } from '../schemas.js';
 
 const security = [{ bearerToken: [] }];
 
 export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler } = app.taskd;
-  app.addHook('onRequest', async (request) => authorizeOperator(config, request));
+  // Reading the queue is open to loopback; every change needs the token, from loopback too.
+  app.addHook('onRequest', async (request) => (request.method === 'GET' ? authorizeRead : requireAdminToken)(config, request));
 
   app.get(
     '/v1/queue',
@@ -47,7 +48,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/v1/queue/pause',
-    { schema: { operationId: 'pauseQueue', summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    { schema: { operationId: 'pauseQueue', summary: 'Stop starting tasks (running ones go on)', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema } } },
     async () => {
       scheduler.pause();
       return { paused: true };
@@ -56,7 +57,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/v1/queue/resume',
-    { schema: { operationId: 'resumeQueue', summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+    { schema: { operationId: 'resumeQueue', summary: 'Start tasks again', tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema } } },
     async () => {
       scheduler.resume();
       return { paused: false };
@@ -72,7 +73,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
         tags: ['queue'],
         security,
-        response: { 200: reconcileAnswerSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 502: errorSchema },
+        response: { 200: reconcileAnswerSchema, 401: errorSchema, 409: errorSchema, 502: errorSchema },
       },
     },
     async () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { contractViolations } from '../contract.js';
-import { testApp, waitFor } from '../helpers.js';
+import { ADMIN, testApp, waitFor } from '../helpers.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {
@@ -22,8 +22,8 @@ const printsSlowly = ['sh', '-c', 'for i in 1 2 3 4 5; do echo "line $i"; sleep 
 describe('GET /v1/tasks/{nid}/log', () => {
   it('follows the output as it is written and ends when the task ends', async () => {
     const { app, url } = await listening(printsSlowly);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 61, rid: 1 } });
-    const response = await request(`${url}/v1/tasks/61/log?follow=1`);
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 61, rid: 1 }, headers: ADMIN });
+    const response = await request(`${url}/v1/tasks/61/log?follow=1`, { headers: ADMIN });
     expect(response.headers['content-type']).toMatch(/^text\/plain/);
     const chunks: Array<{ text: string; state: string }> = [];
     for await (const chunk of response.body) chunks.push({ text: chunk.toString(), state: app.taskd.scheduler.get(61)!.state });
@@ -36,18 +36,18 @@ describe('GET /v1/tasks/{nid}/log', () => {
 
   it('returns the whole log without follow, and 404 for an unknown task', async () => {
     const { app } = await listening(['sh', '-c', 'echo hello; echo oops >&2', 'x', '{nid}']);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 62 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 62 }, headers: ADMIN });
     await waitFor(() => app.taskd.scheduler.get(62)?.state === 'succeeded');
-    const log = await app.inject({ url: '/v1/tasks/62/log' });
+    const log = await app.inject({ url: '/v1/tasks/62/log', headers: ADMIN });
     expect(log.body).toMatch(/hello\noops\n$/);
-    expect((await app.inject({ url: '/v1/tasks/63/log' })).statusCode).toBe(404);
+    expect((await app.inject({ url: '/v1/tasks/63/log', headers: ADMIN })).statusCode).toBe(404);
   });
 
   it('stops following at once when the client goes away', async () => {
     const { app, url } = await listening(['sh', '-c', 'echo start; sleep 5', 'x', '{nid}']);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 64 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 64 }, headers: ADMIN });
     const controller = new AbortController();
-    const response = await request(`${url}/v1/tasks/64/log?follow=1`, { signal: controller.signal });
+    const response = await request(`${url}/v1/tasks/64/log?follow=1`, { signal: controller.signal, headers: ADMIN });
     const iterator = response.body[Symbol.asyncIterator]();
     expect((await iterator.next()).value.toString()).toContain('start');
     const followers = async () => /^taskd_log_followers (\d+)$/m.exec((await app.inject({ url: '/metrics' })).body)![1];
