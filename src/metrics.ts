@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from './errors.js';
+import type { FrontendErrorKind } from './frontend.js';
+import { TASK_STATES } from './scheduler.js';
 
 export interface SchedulerGauges {
   queued: number;
@@ -8,11 +11,44 @@ export interface SchedulerGauges {
   paused: boolean;
 }
 
+/**
+ * prom-client's gauges named like counters: promtool refuses a gauge ending in _total. The same
+ * counts stay exported by type, without the suffix (nodejs_active_handles{type=…} and so on).
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+const FRONTEND_ERROR_KINDS = ['unreachable', 'timeout', 'unauthorized', 'http_status', 'bad_response', 'too_large'] as const;
+// Fails to compile when a kind is added to FrontendErrorKind and not here.
+const everyKindListed: [Exclude<FrontendErrorKind, (typeof FRONTEND_ERROR_KINDS)[number]>] extends [never] ? true : never = true;
+void everyKindListed;
+
+/**
+ * Every value each labelled counter can take, so each series exists (at 0) from the start: a rate
+ * or increase() over a series that appears with its first event misses that event.
+ */
+export const METRIC_LABELS = {
+  source: ['webhook', 'operator', 'reconcile'],
+  duplicateReason: ['replay', 'nid_active', 'stuck'],
+  outcome: TASK_STATES.filter((s) => s !== 'queued' && s !== 'running'),
+  // What intake can refuse with (the error handler counts the code).
+  rejection: [
+    'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'SIGNATURE_MISSING', 'SIGNATURE_INVALID', 'SIGNATURE_STALE', 'SIGNATURE_DISABLED',
+    'UNAUTHORIZED', 'INVALID_JSON', 'INVALID_REQUEST', 'RATE_LIMITED', 'SHUTTING_DOWN',
+  ].map((name) => `TASKD_ERR_${name}` as ErrorCode),
+  reconcileResult: ['ok', 'error'],
+  frontendOperation: ['reconcile', 'lane_lookup', 'confirm', 'outcome'],
+  frontendErrorKind: [...FRONTEND_ERROR_KINDS, 'unexpected'],
+} as const;
+
 /** One registry per app, so several apps (tests) never share counters. */
 export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = true) {
   const registry = new Registry();
+  // Under their standard names (process_*, nodejs_*), so the usual Node.js and process dashboards work.
   // The event-loop lag monitor samples on a timer (every 10 ms by default); twice a second keeps an idle service idle.
-  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'taskd_', eventLoopMonitoringPrecision: 500 });
+  if (withDefaults) {
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
+    for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
+  }
   const gauge = (name: string, help: string, read: (g: SchedulerGauges) => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read(readGauges())); } });
   gauge('taskd_queue_depth', 'Tasks queued and not yet started.', (g) => g.queued);
@@ -20,7 +56,7 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
   gauge('taskd_lanes', 'Lanes (sites, platforms, servers) with queued or running tasks.', (g) => g.lanes);
   gauge('taskd_orphans', 'Tasks Aegir shows processing with no child here.', (g) => g.orphans);
   gauge('taskd_paused', '1 while the queue is paused.', (g) => (g.paused ? 1 : 0));
-  return {
+  const metrics = {
     registry,
     tasksReceived: new Counter({ name: 'taskd_tasks_received_total', help: 'Tasks newly queued, by source.', labelNames: ['source'] as const, registers: [registry] }),
     duplicates: new Counter({ name: 'taskd_duplicates_total', help: 'Intake requests answered as duplicates, by reason.', labelNames: ['reason'] as const, registers: [registry] }),
@@ -43,6 +79,14 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
       registers: [registry],
     }),
   };
+  const L = METRIC_LABELS;
+  for (const source of L.source) metrics.tasksReceived.inc({ source }, 0);
+  for (const reason of L.duplicateReason) metrics.duplicates.inc({ reason }, 0);
+  for (const outcome of L.outcome) metrics.tasksEnded.inc({ outcome }, 0);
+  for (const reason of L.rejection) metrics.webhookRejections.inc({ reason }, 0);
+  for (const result of L.reconcileResult) metrics.reconcileRuns.inc({ result }, 0);
+  for (const operation of L.frontendOperation) for (const kind of L.frontendErrorKind) metrics.frontendErrors.inc({ operation, kind }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
