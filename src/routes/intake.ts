@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
 import { bearerToken, tokenMatches } from '../plugins/auth.js';
-import { errorResponses, intakeAnswerSchema, taskWebhookSchema } from '../schemas.js';
+import { errorResponses, intakeAnswerSchema, taskWebhookSchema, webhookHeadersSchema } from '../schemas.js';
 import { verify } from '../signature.js';
 
 /** POST /v1/tasks: the webhook from hosting_taskd, or an operator queuing a task by hand. */
@@ -62,6 +62,7 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
           'Checks run in this order: size (413), content type (415), signature or token (401), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing.',
         tags: ['intake'],
         security: [{ webhookSignature: [] }, { bearerToken: [] }],
+        headers: webhookHeadersSchema,
         body: taskWebhookSchema,
         response: { 202: intakeAnswerSchema, 200: intakeAnswerSchema, ...errorResponses(400, 401, 413, 415, 429, 503) },
       },

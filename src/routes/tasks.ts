@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
 import { TaskdError } from '../errors.js';
 import { followLog } from '../log-stream.js';
 import { authorizeRead, requireAdminToken } from '../plugins/auth.js';
@@ -16,6 +15,7 @@ import {
   taskDetailSchema,
   taskListSchema,
   taskQuerySchema,
+  textResponse,
 } from '../schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -102,7 +102,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: logQuerySchema,
-          response: { 200: z.string().describe('text/plain'), ...errorResponses(400, 401, 404) },
+          response: { 200: textResponse('text/plain', "The task's output as it was written, UTF-8 text."), ...errorResponses(400, 401, 404) },
         },
       },
       async (request, reply) => {

@@ -354,7 +354,7 @@ export interface components {
         };
         Error: {
             /** @enum {string} */
-            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
+            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_METHOD_NOT_ALLOWED" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
             message: string;
             details?: {
                 [key: string]: unknown;
@@ -442,12 +442,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description Prometheus text exposition format 0.0.4. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/plain": string;
+                };
             };
         };
     };
@@ -460,12 +462,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description This document, as YAML. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/yaml": string;
+                };
             };
         };
     };
@@ -478,12 +482,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A self-contained HTML page. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/html": string;
+                };
             };
         };
     };
@@ -540,7 +546,12 @@ export interface operations {
     createTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Unique message id; a repeat within 10 minutes is answered as a duplicate. */
+                "webhook-id"?: string;
+                /** @description Unix seconds when the webhook was signed; refused more than 300 seconds from now. */
+                "webhook-timestamp"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -760,13 +771,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description text/plain */
+            /** @description The task's output as it was written, UTF-8 text. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": string;
+                    "text/plain": string;
                 };
             };
             /** @description Default Response */
