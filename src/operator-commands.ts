@@ -4,9 +4,14 @@ import { describeDisabledFeatures, type Config } from './config.js';
 import { prepareLogDir, resolveCommand } from './runner.js';
 import { signedHeaders } from './signature.js';
 
-/** Checks what start-up would need, beyond parsing: a writable log dir and a command that can run. Returns the problems found. */
-export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promise<{ problems: string[]; notes: string[] }> {
+/**
+ * Checks what start-up would need, beyond parsing: writable log and state folders and a command that
+ * can run. A missing command is a problem for check-config and only a warning at start (the service
+ * still answers, and every task fails with the reason), so `npm start` works on a machine without drush.
+ */
+export async function checkConfig(config: Config, env: NodeJS.ProcessEnv, { missingCommand = 'problem' }: { missingCommand?: 'problem' | 'warning' } = {}): Promise<{ problems: string[]; warnings: string[]; notes: string[] }> {
   const problems: string[] = [];
+  const warnings: string[] = [];
   try {
     await prepareLogDir(config.logDir);
   } catch (error) {
@@ -25,7 +30,7 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
   const argv0 = config.command[0]!;
   const found = await resolveCommand(argv0, env);
   const resolved = 'path' in found ? found.path : null;
-  if (resolved === null) problems.push(`TASKD_COMMAND: ${argv0} is not an executable file on PATH`);
+  if (resolved === null) (missingCommand === 'problem' ? problems : warnings).push(`TASKD_COMMAND: ${argv0} is not an executable file on PATH`);
   const notes = [
     `listen on ${config.host}:${config.port}`,
     `command ${JSON.stringify(config.command)}${resolved ? ` (${resolved})` : ''}`,
@@ -33,7 +38,7 @@ export async function checkConfig(config: Config, env: NodeJS.ProcessEnv): Promi
     tokenNote,
     ...describeDisabledFeatures(config).map((off) => `switched off: ${off}`),
   ];
-  return { problems, notes };
+  return { problems, warnings, notes };
 }
 
 /** Sends the webhook the module would send (signed when a secret is configured, else with the admin token) and returns the answer. */

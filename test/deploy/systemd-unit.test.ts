@@ -5,6 +5,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import { cliPath } from '../e2e/service-process.js';
 import { tempDir } from '../helpers.js';
 import { keysOf, readDeployFile, settingsOf, shippedEnv, tool, withLocalPaths } from './deploy-files.js';
 
@@ -73,6 +74,17 @@ describe('the systemd units', () => {
     expect(unit.get('LogsDirectory')).toMatch(/^aegir-taskd/);
     expect(unit.get('StateDirectory')).toMatch(/^aegir-taskd/);
     expect(unit.get('StateDirectoryMode')).toBe('0700');
+  });
+
+  it('has a service that exits 2, which RestartPreventExitStatus=2 keeps from restarting, for a folder it cannot use', async () => {
+    const dir = await tempDir();
+    const notAFolder = path.join(dir, 'file');
+    await fs.writeFile(notAFolder, '');
+    for (const env of [{ TASKD_LOG_DIR: notAFolder }, { TASKD_STATE_DIR: notAFolder, TASKD_LOG_DIR: path.join(dir, 'log') }, { TASKD_PORT: 'eighty' }]) {
+      const result = spawnSync(process.execPath, [cliPath], { encoding: 'utf8', env: { PATH: process.env.PATH, TASKD_ADMIN_TOKEN: '', ...env } });
+      expect({ env, status: result.status }).toEqual({ env, status: 2 });
+      expect(result.stderr).toMatch(/^aegir-taskd: TASKD_(LOG_DIR|STATE_DIR|PORT): /m);
+    }
   });
 
   it('gives each instance of the template its own user, environment file, folders and so admin token', async () => {
