@@ -26,6 +26,12 @@ export async function createServiceUser(prefix: string): Promise<ServiceUser | n
   const home = path.join('/var/tmp', `${name}-home`);
   const made = spawnSync('useradd', ['--home-dir', home, '--create-home', '--shell', '/bin/sh', '--user-group', '--comment', 'aegir-taskd test user', name], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(`useradd ${name} failed: ${made.stderr}`);
+  // The service runs on the Node.js running the tests: that user must be able to run it.
+  if (spawnSync('runuser', ['-u', name, '--', process.execPath, '--version']).status !== 0) {
+    spawnSync('userdel', [name]);
+    await fs.rm(home, { recursive: true, force: true });
+    throw new Error(`the test user cannot run ${process.execPath}: install Node.js where every user can (see .ci/install-node-lines)`);
+  }
   const id = (flag: string) => Number(spawnSync('id', [flag, name], { encoding: 'utf8' }).stdout.trim());
   return {
     name,

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -37,6 +38,7 @@ interface Setup {
 
 let setup: Setup | null = null;
 let createdUser: ServiceUser | null = null;
+let daemonOutput = '';
 
 /**
  * A private supervisord (its own socket, pid file and folder) running the shipped program section
@@ -110,8 +112,10 @@ beforeAll(async () => {
       LONG_NIDS: '101 103',
       LONG_SECONDS: String(LONG_SECONDS),
     },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  daemon.stdout!.on('data', (c: Buffer) => (daemonOutput += c.toString()));
+  daemon.stderr!.on('data', (c: Buffer) => (daemonOutput += c.toString()));
   const ctl = (...args: string[]) => {
     const result = spawnSync(supervisorctl!, ['-c', conf, ...args], { encoding: 'utf8' });
     return { status: result.status, output: `${result.stdout}${result.stderr}` };
@@ -155,7 +159,7 @@ describe('the supervisor program, under a real supervisord', () => {
     'starts the service as the service user, and a stop or restart during a long task leaves it running, re-adopted, its site waiting',
     async () => {
       const s = setup!;
-      await waitFor(() => s.ctl('status', 'aegir-taskd').output.includes('RUNNING'), { timeoutMs: 20_000, what: `supervisord to run the program: ${s.ctl('status').output}` });
+      await waitFor(() => s.ctl('status', 'aegir-taskd').output.includes('RUNNING'), { timeoutMs: 20_000, what: `supervisord to run the program: ${s.ctl('status').output} ${daemonOutput} (exit ${s.daemon.exitCode}) ${readFileSync(path.join(s.dir, 'supervisord.log'), { encoding: 'utf8', flag: 'a+' })}` });
       await waitFor(isReady, { timeoutMs: 20_000, what: 'the service to listen' });
       // No token configured in the shipped file: the service made one in its state folder.
       const token = (await fs.readFile(adminTokenFile(s.stateDir), 'utf8')).trim();
