@@ -13,7 +13,9 @@ import { createServiceUser, sharedTempDir, type ServiceUser } from './service-us
 
 const supervisord = tool('supervisord', "bash .ci/install-deploy-tools installs Debian's supervisor package");
 const supervisorctl = tool('supervisorctl', "bash .ci/install-deploy-tools installs Debian's supervisor package");
-const LONG_SECONDS = 20;
+// The long tasks last until the test releases them (about 15 s), 60 s at most: long enough to
+// outlive a restart and a stop of the service even on a loaded machine.
+const LONG_SECONDS = 60;
 
 async function freePort(): Promise<number> {
   const server = net.createServer().listen(0, '127.0.0.1');
@@ -34,6 +36,7 @@ interface Setup {
   url: string;
   daemon: ChildProcess;
   ctl(...args: string[]): { status: number | null; output: string };
+  instance: { url: string; stateDir: string; logDir: string };
 }
 
 let setup: Setup | null = null;
@@ -81,6 +84,26 @@ beforeAll(async () => {
     .replace(/^user=aegir$/m, `user=${user.name}`)
     .replace('USER="aegir",LOGNAME="aegir"', `USER="${user.name}",LOGNAME="${user.name}"`);
   expect(program.replace(/^;.*$/gm, '')).not.toMatch(/\baegir\b(?!-taskd)/);
+
+  // A second hostmaster on the same server: the instance program, filled in as its header says, with
+  // an environment file made as the README makes one (only the port changed: its folders are flags).
+  const instancePort = await freePort();
+  const instanceEnv = path.join(dir, 'etc', `${user.name}.env`);
+  await fs.writeFile(instanceEnv, (await readDeployFile('aegir-taskd.env')).replace(/^TASKD_PORT=.*$/m, `TASKD_PORT=${instancePort}`), { mode: 0o640 });
+  await fs.chown(instanceEnv, 0, user.gid);
+  const instanceLog = path.join(dir, 'instances', 'log', user.name);
+  const instanceState = path.join(dir, 'instances', 'lib', user.name);
+  for (const [mode, folder] of [['0750', instanceLog], ['0700', instanceState]] as const) {
+    await fs.mkdir(path.dirname(folder), { recursive: true, mode: 0o755 });
+    expect(spawnSync('install', ['-d', '-m', mode, '-o', user.name, folder]).status).toBe(0);
+  }
+  const instanceProgram = withLocalPaths(await readDeployFile('aegir-taskd-instance.supervisor.conf'))
+    .replaceAll('/etc/aegir-taskd/', `${path.join(dir, 'etc')}/`)
+    .replaceAll('/var/log/aegir-taskd/', `${path.dirname(instanceLog)}/`)
+    .replaceAll('/var/lib/aegir-taskd/', `${path.dirname(instanceState)}/`)
+    .replaceAll('/var/log/supervisor', path.dirname(serviceLog))
+    .replaceAll('@INSTANCE@', user.name)
+    .replaceAll('@HOME@', user.home);
   const socket = path.join(dir, 'supervisor.sock');
   const conf = path.join(dir, 'supervisord.conf');
   await fs.writeFile(
@@ -100,6 +123,8 @@ beforeAll(async () => {
       `serverurl=unix://${socket}`,
       '',
       program,
+      '',
+      instanceProgram,
     ].join('\n'),
   );
   const daemon = spawn(supervisord, ['-c', conf], {
@@ -110,6 +135,7 @@ beforeAll(async () => {
       USER: 'root',
       RECORD_FILE: recordFile,
       LONG_NIDS: '101 103',
+      RELEASE_DIR: dir,
       LONG_SECONDS: String(LONG_SECONDS),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -120,7 +146,7 @@ beforeAll(async () => {
     const result = spawnSync(supervisorctl!, ['-c', conf, ...args], { encoding: 'utf8' });
     return { status: result.status, output: `${result.stdout}${result.stderr}` };
   };
-  setup = { user, dir, logDir, stateDir, recordFile, serviceLog, url: `http://127.0.0.1:${port}`, daemon, ctl };
+  setup = { user, dir, logDir, stateDir, recordFile, serviceLog, url: `http://127.0.0.1:${port}`, daemon, ctl, instance: { url: `http://127.0.0.1:${instancePort}`, stateDir: instanceState, logDir: instanceLog } };
 }, 60_000);
 
 afterAll(async () => {
@@ -191,7 +217,10 @@ describe('the supervisor program, under a real supervisord', () => {
       expect((await api('POST', '/v1/tasks', token, { nid: 102, rid: 1 })).status).toBe(202);
       expect((await api('POST', '/v1/tasks', token, { nid: 104, rid: 2 })).status).toBe(202);
 
-      await waitFor(async () => (await readRecords(s.recordFile)).filter((r) => r.event === 'end').length === 4, { timeoutMs: (LONG_SECONDS + 15) * 1000, what: 'all four tasks to end' });
+      // Both long tasks were alive through all of it; let them end now.
+      for (const r of long) expect(isProcessAlive(r.pid), `task ${r.nid} at the end`).toBe(true);
+      for (const r of long) await fs.writeFile(path.join(s.dir, String(r.nid)), '');
+      await waitFor(async () => (await readRecords(s.recordFile)).filter((r) => r.event === 'end').length === 4, { timeoutMs: 20_000, what: 'all four tasks to end' });
       const records = await readRecords(s.recordFile);
       const at = (event: 'start' | 'end', nid: number) => records.find((r) => r.event === event && r.nid === nid)!.at;
       // Each long task ran once, and the next task of its site started only after it ended.
@@ -202,5 +231,28 @@ describe('the supervisor program, under a real supervisord', () => {
       expect(await fs.readFile(s.serviceLog, 'utf8')).toMatch(/"msg":"aegir-taskd ready"/);
     },
     (LONG_SECONDS + 60) * 1000,
+  );
+
+  it.runIf(supervisord && supervisorctl && process.env.CI && process.getuid?.() === 0)(
+    'runs a program per hostmaster instance, with its own port, folders and admin token',
+    async () => {
+      const s = setup!;
+      const program = `aegir-taskd-${s.user.name}`;
+      await waitFor(() => s.ctl('status', program).output.includes('RUNNING'), { timeoutMs: 20_000, what: `${program} to run: ${s.ctl('status').output}` });
+      await waitFor(async () => (await request(`${s.instance.url}/readyz`).catch(() => null))?.statusCode === 200, { timeoutMs: 20_000, what: 'the instance to listen' });
+      const own = (await fs.readFile(adminTokenFile(s.instance.stateDir), 'utf8')).trim();
+      const other = (await fs.readFile(adminTokenFile(s.stateDir), 'utf8')).trim();
+      expect(own).not.toBe(other);
+      const post = (token: string) => request(`${s.instance.url}/v1/tasks`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ nid: 301, rid: 9 }) });
+      const refused = await post(other);
+      expect(refused.statusCode).toBe(401);
+      await refused.body.dump();
+      const accepted = await post(own);
+      expect(accepted.statusCode).toBe(202);
+      await accepted.body.dump();
+      // Its task output went to its own folder (the flag), not to the environment file's.
+      await waitFor(async () => (await fs.readFile(path.join(s.instance.logDir, '301.log'), 'utf8').catch(() => '')).includes(`USER=${s.user.name}`), { what: "the instance's task log" });
+    },
+    60_000,
   );
 });
