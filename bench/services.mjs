@@ -102,6 +102,9 @@ export async function stopProcess(child, timeoutMs = 15_000) {
 
 // ---- aegir-taskd -------------------------------------------------------------
 
+/** Every operator request needs the token, from loopback too. */
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+
 /** The outer environment minus any TASKD_* setting, so a developer's own configuration never leaks into a run. */
 function taskdEnvironment(settings) {
   const env = {};
@@ -124,7 +127,15 @@ export async function startTaskd({ workDir, name, secret, settings = {}, inspect
   const logFile = path.join(workDir, `${name}.log`);
   const port = await freePort();
   const inspectPort = inspect ? await freePort() : null;
-  const env = taskdEnvironment({ TASKD_SECRET: secret, TASKD_LOG_DIR: logDir, TASKD_PORT: String(port), ...settings });
+  const env = taskdEnvironment({
+    TASKD_SECRET: secret,
+    TASKD_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+    TASKD_LOG_DIR: logDir,
+    // The journal and the token beside this service's logs, never in the user's own state folder.
+    TASKD_STATE_DIR: path.join(logDir, 'state'),
+    TASKD_PORT: String(port),
+    ...settings,
+  });
   const nodeArgs = [...profileArgs(name), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [])];
   const child = spawnLogged(process.execPath, [...nodeArgs, cliPath], { env, logFile });
   await readyOrStopped(child, () => waitForPort(port, child, logFile, `aegir-taskd (${name})`));
@@ -176,7 +187,7 @@ export async function getJson(url) {
 }
 
 export async function postEmpty(url) {
-  const response = await request(url, { method: 'POST' });
+  const response = await request(url, { method: 'POST', headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` } });
   await response.body.dump();
   if (response.statusCode >= 300) throw new Error(`POST ${url}: ${response.statusCode}`);
 }

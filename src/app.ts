@@ -81,16 +81,26 @@ export const LOG_REDACT = [
   'headers["webhook-signature"]',
 ];
 
-/** One access-log line per request, when it completes; the "incoming request" line only at debug level. */
+/** Refusals that a client can repeat at no cost (scanners, floods past the rate limit): debug, like successes. */
+const CHEAP_REFUSALS = new Set([404, 405, 429]);
+
+/**
+ * A log an operator can leave on at info: a line per successful request would be hundreds of MB
+ * an hour under load, so successes go to debug, and info keeps the task lifecycle (scheduler,
+ * reconciler), refusals worth a look (a bad signature or token, a bad body) and errors.
+ */
 class AccessLog extends LogController {
   override incomingRequest(request: FastifyRequest): void {
     request.log.debug({ req: request }, 'incoming request');
   }
 
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { method: request.method, url: request.url, statusCode: reply.statusCode, remoteAddress: request.ip, responseTime: reply.elapsedTime };
+    const status = reply.statusCode;
+    const line = { method: request.method, url: request.url, statusCode: status, remoteAddress: request.ip, responseTime: reply.elapsedTime };
     if (error) reply.log.error({ ...line, err: error }, 'request errored');
-    else reply.log.info(line, 'request completed');
+    else if (status >= 500) reply.log[status === 503 ? 'warn' : 'error'](line, 'request failed');
+    else if (status >= 400 && !CHEAP_REFUSALS.has(status)) reply.log.info(line, 'request refused');
+    else reply.log.debug(line, 'request completed');
   }
 }
 

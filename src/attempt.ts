@@ -3,8 +3,7 @@ import { AegirStatus, frontendErrorKind, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { startRun, type RunResult, type StartedRun } from './runner.js';
 import type { WarmGates } from './start-gate.js';
-import type { WriteBackCause } from './outbox.js';
-import { endStateFromAegir, laneKeyFor, type EndState, type Logger, type Orphan, type Task } from './task.js';
+import { endStateFromAegir, laneKeyFor, type WriteBackCause, type EndState, type Logger, type Orphan, type Task } from './task.js';
 
 export type AttemptConfig = Pick<Config, 'command' | 'logDir' | 'taskTimeoutMs' | 'killGraceMs' | 'confirmMaxAgeMs'>;
 

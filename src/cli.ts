@@ -115,6 +115,14 @@ export async function main(argv: string[]): Promise<number | null> {
   }
   if (command === 'check-config') return runCheckConfig(config);
   if (command === 'enqueue') return runEnqueue(config, cli.positionals, cli.extra);
+  // A folder or command that cannot work is a configuration error like a bad value: exit 2, which
+  // systemd (RestartPreventExitStatus=2) and supervisor do not restart in a loop.
+  const { problems, warnings } = await checkConfig(config, process.env, { missingCommand: 'warning' });
+  for (const warning of warnings) process.stderr.write(`aegir-taskd: warning: ${warning}; every task fails until it is\n`);
+  if (problems.length > 0) {
+    for (const problem of problems) process.stderr.write(`aegir-taskd: ${problem}\n`);
+    return 2;
+  }
   try {
     const server = await startServer(config, { env: process.env });
     handleSignals(server);

@@ -56,7 +56,7 @@ export const settings = [
   { key: 'host', env: 'TASKD_HOST', flag: 'host', default: '127.0.0.1', help: 'Address to listen on.' },
   { key: 'port', env: 'TASKD_PORT', flag: 'port', default: '8765', help: 'Port to listen on (0 picks a free one).' },
   { key: 'secrets', env: 'TASKD_SECRET', flag: 'secret', default: '', help: 'Webhook secret(s), whsec_…; several separated by spaces while rotating. Signed intake is off until set.' },
-  { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for operator endpoints and unsigned intake. Without it they answer loopback clients only.' },
+  { key: 'adminToken', env: 'TASKD_ADMIN_TOKEN', flag: 'admin-token', default: '', help: 'Bearer token for every change (unsigned intake, cancel, pause, resume, reconcile) and for task output, from loopback too. Without it the service makes one in TASKD_STATE_DIR/admin-token.' },
   { key: 'command', env: 'TASKD_COMMAND', flag: 'command', default: JSON.stringify(DEFAULT_COMMAND), help: 'JSON argv run for each task; {nid} is replaced by the task nid. No shell is involved.' },
   {
     key: 'dispatchCommand',
@@ -82,7 +82,7 @@ export const settings = [
   { key: 'diskPath', env: 'TASKD_DISK_PATH', flag: 'disk-path', default: '/var/aegir', help: 'The folder whose filesystem TASKD_MIN_FREE_DISK watches (where backups and platforms are written).' },
   { key: 'pauseFile', env: 'TASKD_PAUSE_FILE', flag: 'pause-file', default: '', help: 'While this file exists no task starts (a maintenance window a script can open and close; empty: off).' },
   { key: 'logDir', env: 'TASKD_LOG_DIR', flag: 'log-dir', default: '', help: 'Folder for per-task output (<nid>.log) and pid files (<nid>.pid). Default: aegir-taskd-<uid> in the temp dir.' },
-  { key: 'stateDir', env: 'TASKD_STATE_DIR', flag: 'state-dir', default: '', help: 'Folder for the journal of the queue and the history (journal.jsonl). Default: state/ in TASKD_LOG_DIR.' },
+  { key: 'stateDir', env: 'TASKD_STATE_DIR', flag: 'state-dir', default: '', help: 'Folder for what the service keeps between runs: the journal (journal.jsonl), the outbox of write-backs to Aegir (outbox.json) and the admin token it made when none is configured. Default: aegir-taskd in $XDG_STATE_HOME or ~/.local/state.' },
   { key: 'journal', env: 'TASKD_JOURNAL', flag: 'journal', default: 'write', help: 'write: every accepted task is in the kernel before it is answered (survives a crash of the service); fsync: on the disk (survives a power loss, costs a flush per change); off: nothing survives a restart.' },
   { key: 'journalCompactBytes', env: 'TASKD_JOURNAL_COMPACT', flag: 'journal-compact', default: '4194304', help: 'Bytes the journal may grow to (and to twice its last compacted size) before it is rewritten from the live state.' },
   { key: 'orphanGraceMs', env: 'TASKD_ORPHAN_GRACE', flag: 'orphan-grace', default: '600', help: 'Seconds a task may stay processing in Aegir with no process on this host running it before the service finishes it there as an error (0: never by itself; POST /v1/orphans/{nid}/resolve does it at once).' },
@@ -218,7 +218,7 @@ const configSchema = z.object({
   diskPath: z.string().min(1, 'expected a folder').transform((d) => path.resolve(d)),
   pauseFile: z.string().transform((f) => (f.trim() === '' ? undefined : path.resolve(f))),
   logDir: z.string().transform((d) => path.resolve(d === '' ? path.join(os.tmpdir(), `aegir-taskd-${process.getuid?.() ?? 'user'}`) : d)),
-  stateDir: z.string().transform((d) => (d.trim() === '' ? undefined : path.resolve(d))),
+  stateDir: z.string().transform((d) => path.resolve(d)),
   journal: z.enum(['write', 'fsync', 'off'], { error: 'expected write, fsync or off' }),
   journalCompactBytes: integer(1024, 1024 * 1024 * 1024),
   orphanGraceMs: seconds(0),
@@ -245,7 +245,7 @@ const configSchema = z.object({
   }
 });
 
-export type Config = Omit<z.output<typeof configSchema>, 'stateDir'> & { stateDir: string };
+export type Config = z.output<typeof configSchema>;
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -296,6 +296,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<Setting
     const fromEnv = 'emptyIsValue' in s && s.emptyIsValue ? env[s.env] : env[s.env] || undefined;
     raw[s.key] = flags[s.key] ?? fromEnv ?? s.default;
   }
+  // Persistent and per user (so each hostmaster instance has its own), never the shared temp dir.
+  if (raw.stateDir === '') raw.stateDir = path.join(env.XDG_STATE_HOME || path.join(env.HOME || os.homedir(), '.local', 'state'), 'aegir-taskd');
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -305,14 +307,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Partial<Record<Setting
     const shown = setting.key === 'secrets' || setting.key === 'adminToken' ? '' : ` (got ${JSON.stringify(raw[setting.key])})`;
     throw new ConfigError(`${source}: ${issue.message}${shown}`);
   }
-  return { ...result.data, stateDir: result.data.stateDir ?? path.join(result.data.logDir, 'state') };
+  return result.data;
 }
 
 /** What is switched off, for the start-up log, so an operator sees at once why e.g. webhooks get 401. */
 export function describeDisabledFeatures(config: Config): string[] {
   const off: string[] = [];
   if (config.secrets.length === 0) off.push('signed webhook intake (TASKD_SECRET is not set)');
-  if (config.adminToken === undefined) off.push('remote operator access (TASKD_ADMIN_TOKEN is not set; loopback clients only)');
   if (config.frontendUrl === undefined) off.push('reconciliation and Aegir outcomes (TASKD_FRONTEND_URL is not set)');
   const dispatch = dispatchStatus(config);
   if (!dispatch.on) off.push(`dispatching Aegir's other queues (${dispatch.why})`);

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { adminTokenFile } from './admin-token.js';
 import { loadConfig, type Config } from './config.js';
 import { handleSignals, startServer } from './server.js';
 import { generateSecret } from './signature.js';
@@ -29,12 +30,15 @@ export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<
       TASKD_CONCURRENCY: '2',
       TASKD_RECONCILE_INTERVAL: '5',
       TASKD_LOG_DIR: path.join(os.tmpdir(), `aegir-taskd-demo-${process.pid}`),
+      TASKD_STATE_DIR: path.join(os.tmpdir(), `aegir-taskd-demo-state-${process.pid}`),
       TASKD_LOG_LEVEL: 'warn',
     },
     flags,
   );
   const server = await startServer(config, { env: { ...process.env, AEGIR_SIM_URL: sim.url } });
   sim.serviceUrl = server.address;
+  // No token is configured, so the service made one; changes and task output need it, from loopback too.
+  const auth = config.adminToken ? '' : ` -H "authorization: Bearer $(cat ${adminTokenFile(config.stateDir)})"`;
   const add = (body: string) => `curl -s -X POST ${sim.url}/_sim/tasks -H 'content-type: application/json' -d '${body}'`;
   process.stdout.write(
     [
@@ -58,7 +62,8 @@ export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<
       '# Watch',
       `curl -s ${server.address}/v1/queue`,
       `curl -s '${server.address}/v1/tasks?limit=20'`,
-      `curl -s ${server.address}/v1/tasks/100`,
+      `curl -s ${server.address}/v1/tasks/100${auth}`,
+      `curl -s -X POST ${server.address}/v1/queue/pause${auth} ; curl -s -X POST ${server.address}/v1/queue/resume${auth}`,
       `curl -s ${sim.url}/_sim/tasks          # the simulated hosting_task table`,
       '',
       'Ctrl-C stops the demo.',

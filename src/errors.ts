@@ -17,6 +17,7 @@ export const errorCatalog = {
   INVALID_REQUEST: { status: 400, message: 'The request is invalid.' },
   TASK_NOT_FOUND: { status: 404, message: 'The service knows no task with this nid.' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No such endpoint.' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'This endpoint does not answer this method; the allow header lists those it does.' },
   TASK_RUNNING: { status: 409, message: 'The task is running; add ?force=1 to stop it.' },
   ORPHAN_NOT_FOUND: { status: 404, message: 'No orphan with this nid: Aegir does not show it processing without a process here, as of the last reconcile.' },
   ORPHAN_RUNNING: { status: 409, message: 'A hosting-task of this nid runs on this host; it is not an orphan.' },

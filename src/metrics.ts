@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from './errors.js';
+import type { FrontendErrorKind } from './frontend.js';
+import { ACTIVE_STATES, TASK_STATES, WRITE_BACK_CAUSES } from './task.js';
 
 export interface SchedulerGauges {
   queued: number;
@@ -12,11 +15,46 @@ export interface SchedulerGauges {
 export const DISPATCH_RESULTS = ['ok', 'failed', 'timed_out', 'not_started'] as const;
 export type DispatchResult = (typeof DISPATCH_RESULTS)[number];
 
+/**
+ * prom-client's gauges named like counters: promtool refuses a gauge ending in _total. The same
+ * counts stay exported by type, without the suffix (nodejs_active_handles{type=…} and so on).
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+const FRONTEND_ERROR_KINDS = ['unreachable', 'timeout', 'unauthorized', 'http_status', 'bad_response', 'too_large'] as const;
+// Fails to compile when a kind is added to FrontendErrorKind and not here.
+const everyKindListed: [Exclude<FrontendErrorKind, (typeof FRONTEND_ERROR_KINDS)[number]>] extends [never] ? true : never = true;
+void everyKindListed;
+
+/**
+ * Every value each labelled counter can take, so each series exists (at 0) from the start: a rate
+ * or increase() over a series that appears with its first event misses that event.
+ */
+export const METRIC_LABELS = {
+  source: ['webhook', 'operator', 'reconcile'],
+  duplicateReason: ['replay', 'nid_active', 'stuck'],
+  outcome: TASK_STATES.filter((s) => !ACTIVE_STATES.includes(s)),
+  // What intake can refuse with (the error handler counts the code).
+  rejection: [
+    'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'SIGNATURE_MISSING', 'SIGNATURE_INVALID', 'SIGNATURE_STALE', 'SIGNATURE_DISABLED',
+    'UNAUTHORIZED', 'INVALID_JSON', 'INVALID_REQUEST', 'RATE_LIMITED', 'SHUTTING_DOWN',
+  ].map((name) => `TASKD_ERR_${name}` as ErrorCode),
+  reconcileResult: ['ok', 'error'],
+  frontendOperation: ['reconcile', 'lane_lookup', 'confirm', 'outcome', 'finish'],
+  writeBackCause: WRITE_BACK_CAUSES,
+  writeBackResult: ['finished', 'not_processing', 'not_found', 'retry'],
+  frontendErrorKind: [...FRONTEND_ERROR_KINDS, 'unexpected'],
+} as const;
+
 /** One registry per app, so several apps (tests) never share counters. */
 export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = true) {
   const registry = new Registry();
+  // Under their standard names (process_*, nodejs_*), so the usual Node.js and process dashboards work.
   // The event-loop lag monitor samples on a timer (every 10 ms by default); twice a second keeps an idle service idle.
-  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'taskd_', eventLoopMonitoringPrecision: 500 });
+  if (withDefaults) {
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 500 });
+    for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
+  }
   const gauge = (name: string, help: string, read: (g: SchedulerGauges) => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read(readGauges())); } });
   gauge('taskd_queue_depth', 'Tasks queued and not yet started.', (g) => g.queued);
@@ -27,7 +65,7 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
   const dispatchRuns = new Counter({ name: 'taskd_dispatch_runs_total', help: 'Runs of TASKD_DISPATCH_COMMAND (hosting-dispatch), by result.', labelNames: ['result'] as const, registers: [registry] });
   // Every result is shown from the start, so a rate() or an alert on "timed_out" works before the first one.
   for (const result of DISPATCH_RESULTS) dispatchRuns.inc({ result }, 0);
-  return {
+  const metrics = {
     registry,
     dispatchRuns,
     dispatchDuration: new Histogram({
@@ -63,6 +101,15 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
       registers: [registry],
     }),
   };
+  const L = METRIC_LABELS;
+  for (const source of L.source) metrics.tasksReceived.inc({ source }, 0);
+  for (const reason of L.duplicateReason) metrics.duplicates.inc({ reason }, 0);
+  for (const outcome of L.outcome) metrics.tasksEnded.inc({ outcome }, 0);
+  for (const reason of L.rejection) metrics.webhookRejections.inc({ reason }, 0);
+  for (const result of L.reconcileResult) metrics.reconcileRuns.inc({ result }, 0);
+  for (const operation of L.frontendOperation) for (const kind of L.frontendErrorKind) metrics.frontendErrors.inc({ operation, kind }, 0);
+  for (const cause of L.writeBackCause) for (const result of L.writeBackResult) metrics.writeBacks.inc({ cause, result }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -3,13 +3,11 @@ import Queue from 'better-queue';
 import { frontendErrorKind, type FinishAnswer, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
 import { FileStore } from './outbox-store.js';
-import type { Logger } from './task.js';
+import type { Logger, WriteBackCause } from './task.js';
 
 export const OUTBOX_FILE = 'outbox.json';
 
-/** Why the service finishes a task in Aegir: each is a drush it knows is dead. */
-export const WRITE_BACK_CAUSES = ['timeout', 'stopped', 'killed', 'exited_processing', 'adopted_died', 'orphan'] as const;
-export type WriteBackCause = (typeof WRITE_BACK_CAUSES)[number];
+export type { WriteBackCause } from './task.js';
 
 export interface WriteBack {
   id: string;

@@ -225,6 +225,16 @@ export const errorSchema = z
 /** The same error body for each of these statuses, for a route's response schemas. */
 export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, errorSchema]));
 
+/** A response that is not JSON, declared with the media type it is served with (generated clients parse by it). */
+export const textResponse = (mediaType: string, description: string) => ({ description, content: { [mediaType]: { schema: z.string() } } });
+
+/** What a signed webhook carries (Standard Webhooks v1), so a generated client can send one; an operator sends none of them. */
+export const webhookHeadersSchema = z.looseObject({
+  'webhook-id': z.string().optional().describe('Unique message id; a repeat within 10 minutes is answered as a duplicate.'),
+  'webhook-timestamp': z.string().optional().describe('Unix seconds when the webhook was signed; refused more than 300 seconds from now.'),
+  'webhook-signature': z.string().optional().describe('Space-separated `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`.'),
+});
+
 export const healthSchema = z.object({ status: z.literal('ok') });
 export const readySchema = z.object({ ready: z.boolean(), reason: z.string().optional() }).meta({ id: 'Readiness' });
 

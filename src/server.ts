@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import path from 'node:path';
+import { ensureAdminToken } from './admin-token.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeDisabledFeatures, type Config } from './config.js';
 import { JOURNAL_FILE, readJournal } from './journal.js';
@@ -14,12 +15,16 @@ export interface RunningServer {
 }
 
 /** Builds the app, brings back what the journal and the surviving children hold, listens, starts reconciling. */
-export async function startServer(config: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
-  await prepareLogDir(config.logDir);
+export async function startServer(configured: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
+  await prepareLogDir(configured.logDir);
   // Read before anything is appended; an unreadable journal stops start-up here with one line (JournalError).
-  const journalContents = config.journal === 'off' ? null : readJournal(path.join(config.stateDir, JOURNAL_FILE));
+  const journalContents = configured.journal === 'off' ? null : readJournal(path.join(configured.stateDir, JOURNAL_FILE));
+  const adminToken = await ensureAdminToken(configured);
+  const config: Config = { ...configured, adminToken: adminToken.token };
   const app = await buildApp({ journal: true, ...options, config });
   for (const off of describeDisabledFeatures(config)) app.log.warn(`switched off: ${off}`);
+  // Where the token is, never what it is.
+  if (adminToken.file) app.log.warn({ file: adminToken.file, created: adminToken.created }, 'TASKD_ADMIN_TOKEN is not set: operator requests take the token in this file');
   if (journalContents?.tornTail) app.log.warn({ file: app.taskd.journal?.file }, 'ignored the last journal record: a crash cut it short before it was answered for');
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
   const recovered = await recover({ journal: journalContents, logDir: config.logDir, scheduler: app.taskd.scheduler, log: app.log, frontendConfigured: app.taskd.frontend !== null });

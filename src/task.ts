@@ -53,6 +53,10 @@ export interface Task {
   orderKey: number;
 }
 
+/** Why the service finishes a task in Aegir: each is a drush it knows is dead. */
+export const WRITE_BACK_CAUSES = ['timeout', 'stopped', 'killed', 'exited_processing', 'adopted_died', 'orphan'] as const;
+export type WriteBackCause = (typeof WRITE_BACK_CAUSES)[number];
+
 export interface Orphan {
   nid: number;
   rid: number | null;

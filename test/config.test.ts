@@ -31,6 +31,13 @@ describe('loadConfig', () => {
     expect(path.dirname(config.logDir)).toBe(os.tmpdir());
   });
 
+  it('keeps its state in the user\'s state folder by default, never in the shared temp dir', () => {
+    expect(loadConfig({ HOME: '/var/aegir' }).stateDir).toBe('/var/aegir/.local/state/aegir-taskd');
+    expect(loadConfig({ HOME: '/var/aegir', XDG_STATE_HOME: '/srv/state' }).stateDir).toBe('/srv/state/aegir-taskd');
+    expect(loadConfig({ HOME: '/var/aegir', TASKD_STATE_DIR: 'relative/state' }, {}).stateDir).toBe(path.resolve('relative/state'));
+    expect(loadConfig({ TASKD_STATE_DIR: '/a' }, { stateDir: '/b' }).stateDir).toBe('/b');
+  });
+
   it('reads every setting from its environment variable, and a flag wins over it', () => {
     const config = loadConfig({ TASKD_PORT: '9000', TASKD_CONCURRENCY: '4', TASKD_MAX_LOAD: '2.5' }, { port: '9001' });
     expect(config.port).toBe(9001);

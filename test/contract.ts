@@ -11,7 +11,8 @@ export const contractViolations: string[] = [];
 
 /**
  * Checks every response an app sends against the OpenAPI document the same app generates:
- * each status must be documented for its route, and JSON bodies must match their schema.
+ * each status must be documented for its route, with the media type it is served as, and JSON
+ * bodies must match their schema.
  */
 export function checkResponsesAgainstDocument(app: FastifyInstance): void {
   let ajv: Ajv2020 | null = null;
@@ -35,6 +36,11 @@ export function checkResponsesAgainstDocument(app: FastifyInstance): void {
       contractViolations.push(`${key}: status not documented`);
       return payload;
     }
+    // The media type served must be one the document declares for this status (generated clients
+    // parse by it: a text answer declared as JSON makes them throw).
+    const served = String(reply.getHeader('content-type') ?? '').split(';')[0]!.trim();
+    const declared = Object.keys(responses[status]?.content ?? {});
+    if (served !== '' && !declared.includes(served)) contractViolations.push(`${key}: served as ${served}, declared as ${declared.join(', ') || 'nothing'}`);
     if (!validators.has(key)) {
       const schema = responses[status]?.content?.['application/json']?.schema;
       validators.set(key, schema ? ajv!.compile(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/'))) : null);

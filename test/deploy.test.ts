@@ -2,49 +2,28 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { readDeployFile, settingsOf, shippedEnv } from './deploy/deploy-files.js';
 import { repoRoot } from './helpers.js';
 
-const read = (name: string) => fs.readFile(path.join(repoRoot, 'deploy', name), 'utf8');
-
-/** key=value lines, without comments; for a unit file the last value of a key wins, as in systemd. */
-function settingsOf(text: string, separator = '='): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const trimmed = line.trim();
-    if (trimmed === '' || trimmed.startsWith('#') || trimmed.startsWith(';') || trimmed.startsWith('[')) continue;
-    const at = trimmed.indexOf(separator);
-    out.set(trimmed.slice(0, at).trim(), trimmed.slice(at + 1).trim());
-  }
-  return out;
-}
-
 describe('deploy/', () => {
-  it('has an example environment that the service accepts', async () => {
-    const env = Object.fromEntries(settingsOf(await read('aegir-taskd.env')));
-    const config = loadConfig(env);
-    expect(config.command).toEqual(['drush', '@hostmaster', 'hosting-task', '{nid}', '--strict=0']);
+  it('has an example environment that the service accepts', () => {
+    expect(loadConfig(shippedEnv()).command).toEqual(['drush', '@hostmaster', 'hosting-task', '{nid}', '--strict=0']);
   });
 
-  it('has a systemd unit that never kills a running drush and waits longer than the shutdown grace', async () => {
-    const unit = settingsOf(await read('aegir-taskd.service'));
-    const grace = loadConfig(Object.fromEntries(settingsOf(await read('aegir-taskd.env')))).shutdownGraceMs / 1000;
-    expect(unit.get('KillMode')).toBe('process');
-    expect(Number(unit.get('TimeoutStopSec'))).toBeGreaterThan(grace);
-    expect(unit.get('User')).toBe('aegir');
-    expect(unit.get('Restart')).toBe('on-failure');
-    expect(unit.get('NoNewPrivileges')).toBeUndefined();
-    expect(unit.get('PrivateTmp')).toBeUndefined();
-    expect(unit.get('Environment')).toBe('TASKD_LOG_DIR=/var/log/aegir-taskd');
-  });
-
-  it('has a supervisor program that signals the service only and waits longer than the shutdown grace', async () => {
-    const program = settingsOf(await read('aegir-taskd.supervisor.conf'));
-    expect(program.get('stopasgroup')).toBe('false');
-    expect(program.get('killasgroup')).toBe('false');
-    expect(Number(program.get('stopwaitsecs'))).toBeGreaterThan(30);
-    expect(program.get('user')).toBe('aegir');
-    expect(program.get('autorestart')).toBe('unexpected');
-  });
+  it.each(['aegir-taskd.supervisor.conf', 'aegir-taskd-instance.supervisor.conf'])(
+    'has a supervisor program (%s) that signals the service only, waits longer than the shutdown grace, and gives tasks the service user\'s HOME and USER',
+    async (name) => {
+      const program = settingsOf(await readDeployFile(name));
+      const grace = loadConfig(shippedEnv()).shutdownGraceMs / 1000;
+      expect(program.get('stopasgroup')).toBe('false');
+      expect(program.get('killasgroup')).toBe('false');
+      expect(Number(program.get('stopwaitsecs'))).toBeGreaterThan(grace);
+      expect(program.get('autorestart')).toBe('unexpected');
+      expect(program.get('umask')).toBe('022');
+      const user = program.get('user')!;
+      expect(program.get('environment')).toBe(`HOME="${program.get('directory')}",USER="${user}",LOGNAME="${user}"`);
+    },
+  );
 });
 
 describe('README', () => {

@@ -15,14 +15,16 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export const TEST_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 export const TEST_KEY = Buffer.from('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'base64');
 export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
+/** The header every change and every read of task output needs, from loopback too. */
+export const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` } as const;
 
 export async function tempDir(prefix = 'taskd-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** A configuration as the service would build it from the environment, with a fresh log dir. */
+/** A configuration as the service would build it from the environment, with a fresh log dir and the test admin token ('' for none). */
 export async function testConfig(env: Record<string, string> = {}): Promise<Config> {
-  return loadConfig({ TASKD_LOG_DIR: await tempDir('taskd-logs-'), TASKD_LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ TASKD_LOG_DIR: await tempDir('taskd-logs-'), TASKD_STATE_DIR: await tempDir('taskd-state-'), TASKD_LOG_LEVEL: 'silent', TASKD_ADMIN_TOKEN: ADMIN_TOKEN, ...env });
 }
 
 /** Collects every log line the app writes, so tests can look for secrets in them. */

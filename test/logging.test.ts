@@ -28,4 +28,29 @@ describe('logs', () => {
       expect(all).not.toContain(secret);
     }
   });
+
+  it('at the default level, write the task lifecycle and refusals but no line per successful request', async () => {
+    const { lines, logger } = captureLogs();
+    const config = await testConfig({ TASKD_SECRET: TEST_SECRET, TASKD_COMMAND: JSON.stringify(['true', '{nid}']), TASKD_LOG_LEVEL: 'info' });
+    expect(config.logLevel).toBe('info');
+    logger.level = config.logLevel;
+    const app = await buildApp({ config, loggerInstance: logger, defaultMetrics: false, env: process.env });
+    for (let nid = 1; nid <= 20; nid += 1) {
+      const payload = JSON.stringify({ nid, rid: nid });
+      expect((await app.inject({ method: 'POST', url: '/v1/tasks', payload, headers: signedHeaders(payload) })).statusCode).toBe(202);
+    }
+    await waitFor(() => app.taskd.scheduler.stats().running === 0 && app.taskd.scheduler.stats().queued === 0, { what: 'every task to end' });
+    for (let i = 0; i < 50; i += 1) await app.inject({ url: '/v1/queue' });
+    await app.inject({ url: '/healthz' });
+    await app.inject({ url: '/no/such/page' });
+    await app.inject({ method: 'POST', url: '/v1/queue/pause' });
+    await app.close();
+    const messages = lines.map((l) => JSON.parse(l) as { msg: string; statusCode?: number; level: number });
+    expect(messages.filter((m) => m.msg === 'task started')).toHaveLength(20);
+    expect(messages.filter((m) => m.msg === 'task ended')).toHaveLength(20);
+    expect(messages.filter((m) => m.msg === 'request completed')).toEqual([]);
+    expect(messages.filter((m) => m.msg === 'request refused').map((m) => m.statusCode)).toEqual([401]);
+    // 20 webhooks and 52 reads wrote no line of their own: the lifecycle is what an operator reads.
+    expect(messages.length).toBeLessThan(45);
+  });
 });

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../src/frontend.js';
 import { ACTIVE_STATES } from '../src/task.js';
-import { waitFor } from './helpers.js';
+import { ADMIN, waitFor } from './helpers.js';
 import { fakeHostingTask, simulatedAegir } from './simulation.js';
 
 type Sim = Awaited<ReturnType<typeof simulatedAegir>>;
@@ -60,7 +60,7 @@ describe('outcomes read from Aegir', () => {
   it('looks up the lane of a task announced without rid', async () => {
     const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
     const t = s.sim.state.addTask({ rid: 77, seconds: 0.05 });
-    const response = await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } });
+    const response = await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid }, headers: ADMIN });
     expect(response.statusCode).toBe(202);
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ lane: 'rid:77', rid: 77, state: 'succeeded' });
@@ -70,7 +70,7 @@ describe('outcomes read from Aegir', () => {
     const s = await setup({ TASKD_RECONCILE_INTERVAL: '60' });
     const t = s.sim.state.addTask({ rid: 78, seconds: 0.05 });
     s.sim.fault = 'proxy-404';
-    expect((await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid } })).statusCode).toBe(202);
+    expect((await s.app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: t.nid }, headers: ADMIN })).statusCode).toBe(202);
     const errors = async () => Number(/^taskd_frontend_errors_total\{operation="lane_lookup",kind="http_status"\} (\d+)$/m.exec((await s.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
     await waitFor(async () => (await errors()) >= 1, { what: 'the failed look-up to be counted' });
     expect(await s.task(t.nid)).toMatchObject({ state: 'queued', message: expect.stringMatching(/HTTP 404 that is not hosting_taskd's answer.*retrying/) });
@@ -95,7 +95,7 @@ describe('outcomes read from Aegir', () => {
     await ended(s, t.nid);
     expect(await s.task(t.nid)).toMatchObject({ state: 'succeeded', outcomeConfirmed: false });
     s.sim.fault = null;
-    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN })).json();
     expect(report.corrected).toEqual([t.nid]);
     expect(await s.task(t.nid)).toMatchObject({ state: 'warning', outcomeConfirmed: true });
   });
@@ -117,7 +117,7 @@ describe('reconciliation', () => {
     expect((await s.task(t.nid)).state).toBe('queued');
     await new Promise((r) => setTimeout(r, 5));
     s.sim.state.delete(t.nid);
-    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile' })).json();
+    const report = (await s.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN })).json();
     expect(report.cancelled).toEqual([t.nid]);
     s.app.taskd.scheduler.resume();
     expect(await s.task(t.nid)).toMatchObject({ state: 'cancelled', message: 'Aegir no longer has it queued' });
@@ -132,7 +132,7 @@ describe('reconciliation', () => {
     const sim = s.sim.state.tasks.get(t.nid)!;
     expect(sim.log.at(-1)).toMatchObject({ vid: sim.vid, type: 'error', message: 'aegir-taskd: drush was killed by SIGKILL without finishing the task' });
     await waitFor(async () => (await s.task(t.nid)).aegirStatus === AegirStatus.error, { what: 'the service to record what Aegir made of it' });
-    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/^taskd_write_backs_total\{cause="killed",result="finished"\} 1$/m);
+    await waitFor(async () => /^taskd_write_backs_total\{cause="killed",result="finished"\} 1$/m.test((await s.app.inject({ url: '/metrics' })).body), { what: 'the finish to be counted' });
     await new Promise((r) => setTimeout(r, 500));
     expect((await s.app.inject({ url: '/v1/queue' })).json().orphans).toEqual([]);
     expect(sim.claims).toBe(1);
@@ -174,7 +174,7 @@ describe('reconciliation', () => {
     again.sim.state.tasks.clear();
     for (const [nid, t] of s.sim.state.tasks) again.sim.state.tasks.set(nid, t);
     again.app.taskd.reconciler?.stop();
-    await again.app.inject({ method: 'POST', url: '/v1/reconcile' });
+    await again.app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN });
     for (const t of tasks) await waitFor(async () => (await again.task(t.nid)).state === 'succeeded', { timeoutMs: 10_000 });
     expect(tasks.map((t) => again.sim.state.tasks.get(t.nid)!.claims)).toEqual([1, 1, 1, 1, 1, 1]);
   });

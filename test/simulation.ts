@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { HttpFrontend } from '../src/frontend.js';
 import { FakeFrontend } from '../src/simulation/fake-frontend.js';
-import { TEST_KEY, TEST_SECRET, repoRoot, testConfig } from './helpers.js';
+import { ADMIN, ADMIN_TOKEN, TEST_KEY, TEST_SECRET, repoRoot, testConfig } from './helpers.js';
 
 export const fakeHostingTask = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-task.js');
 export const fakeHostingDispatch = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-dispatch.js');
@@ -40,7 +40,7 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
     app,
     config,
     url,
-    task: async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}` })).json(),
+    task: async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}`, headers: ADMIN })).json(),
     async close() {
       await app.close();
       await sim.close();
@@ -52,6 +52,7 @@ export async function simulatedAegir(env: Record<string, string> = {}, options: 
 export function serviceEnvFor(sim: FakeFrontend, logDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     TASKD_SECRET: TEST_SECRET,
+    TASKD_ADMIN_TOKEN: ADMIN_TOKEN,
     TASKD_LOG_DIR: logDir,
     TASKD_FRONTEND_URL: sim.baseUrl,
     TASKD_COMMAND: JSON.stringify([process.execPath, fakeHostingTask, '{nid}']),

@@ -94,7 +94,7 @@ describe('orphans are resolved, not only listed', () => {
     s.sim.state.claim(t.nid);
     await s.aegirShows(t.nid, AegirStatus.error);
     expect(lastEntry(s, t.nid).message).toMatch(/^aegir-taskd: no drush runs this task any more; it has been processing in Aegir for \d+ s with no process on this host running it \(TASKD_ORPHAN_GRACE\)$/);
-    expect((await s.app.inject({ url: '/metrics' })).body).toMatch(/^taskd_write_backs_total\{cause="orphan",result="finished"\} 1$/m);
+    await waitFor(async () => /^taskd_write_backs_total\{cause="orphan",result="finished"\} 1$/m.test((await s.app.inject({ url: '/metrics' })).body), { what: 'the resolution to be counted' });
   });
 
   it('never finishes an orphan whose hosting-task runs on this host (an operator\'s run), and resolves one at once on request', async () => {

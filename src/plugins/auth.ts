@@ -24,15 +24,31 @@ export function bearerToken(request: FastifyRequest): string | undefined {
   return match?.[1] ?? '';
 }
 
-/**
- * Operator access: the bearer token when one is configured; without one, loopback clients only,
- * so a fresh install is never open to the network.
- */
-export function authorizeOperator(config: Pick<Config, 'adminToken'>, request: FastifyRequest): void {
+function presentedTokenMatches(config: Pick<Config, 'adminToken'>, request: FastifyRequest): boolean | undefined {
   const presented = bearerToken(request);
-  if (config.adminToken !== undefined) {
-    if (presented === undefined || !tokenMatches(config.adminToken.reveal(), presented)) throw new TaskdError('UNAUTHORIZED');
-    return;
-  }
-  if (!isLoopback(request.socket.remoteAddress)) throw new TaskdError('FORBIDDEN');
+  if (presented === undefined) return undefined;
+  return config.adminToken !== undefined && tokenMatches(config.adminToken.reveal(), presented);
+}
+
+/**
+ * Every change (cancel, stop, pause, resume, reconcile) and every read of task output needs the admin
+ * token, from loopback too: on a hostmaster, loopback is shared with the PHP of every hosted site.
+ * A service always has a token (server.ts makes one when none is configured); an app built without
+ * one refuses these requests to everyone.
+ */
+export function requireAdminToken(config: Pick<Config, 'adminToken'>, request: FastifyRequest): void {
+  if (presentedTokenMatches(config, request) !== true) throw new TaskdError('UNAUTHORIZED');
+}
+
+/**
+ * Reads of the queue and of task states (no output): open to loopback clients, so a monitoring
+ * check on the host needs no secret; from elsewhere they need the token. A wrong token is refused
+ * wherever it comes from, so a typo is seen at once.
+ */
+export function authorizeRead(config: Pick<Config, 'adminToken'>, request: FastifyRequest): void {
+  const matches = presentedTokenMatches(config, request);
+  if (matches === true) return;
+  if (matches === false) throw new TaskdError('UNAUTHORIZED');
+  if (isLoopback(request.socket.remoteAddress)) return;
+  throw new TaskdError(config.adminToken === undefined ? 'FORBIDDEN' : 'UNAUTHORIZED');
 }

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { TaskdError, toErrorBody } from '../errors.js';
 import { JournalWriteError } from '../journal.js';
+import { trackRouteMethods } from './method-not-allowed.js';
 
 /** Fastify's own errors that reach clients, in our vocabulary. */
 const FASTIFY_CODES: Record<string, () => TaskdError> = {
@@ -33,6 +34,7 @@ export function toTaskdError(error: unknown): TaskdError {
 }
 
 export function errorHandlerPlugin(app: FastifyInstance): void {
+  const allowedMethods = trackRouteMethods(app);
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const taskd = toTaskdError(error);
     if (taskd.statusCode >= 500 && taskd.code === 'TASKD_ERR_INTERNAL') request.log.error({ err: error }, 'unhandled error');
@@ -45,6 +47,11 @@ export function errorHandlerPlugin(app: FastifyInstance): void {
     return reply.code(taskd.statusCode).send(toErrorBody(taskd));
   });
   app.setNotFoundHandler((request, reply) => {
+    const allowed = allowedMethods(request.url);
+    if (allowed) {
+      const refused = new TaskdError('METHOD_NOT_ALLOWED', `${request.url.split('?')[0]} answers ${allowed.join(', ')}, not ${request.method}.`);
+      return reply.code(refused.statusCode).header('allow', allowed.join(', ')).send(toErrorBody(refused));
+    }
     const error = new TaskdError('ROUTE_NOT_FOUND', `No endpoint ${request.method} ${request.url.split('?')[0]}.`);
     return reply.code(error.statusCode).send(toErrorBody(error));
   });

@@ -11,7 +11,8 @@ const errorTable = Object.entries(errorCatalog)
 const description = `Runs queued Aegir tasks the moment they are queued.
 
 The hosting_taskd Drupal module posts a signed webhook (Standard Webhooks v1) to \`POST /v1/tasks\`
-when a task is queued; operators use the bearer token, or loopback without one.
+when a task is queued; operators use the bearer token, which every change and every read of a task's
+output needs, from loopback too. Reading the queue and the task list is open to loopback clients.
 
 Every error is JSON \`{"error": CODE, "message": …}\` with one of these stable codes:
 
@@ -42,7 +43,7 @@ export async function openApiPlugin(app: FastifyInstance, version: string): Prom
             description:
               'Standard Webhooks v1: headers webhook-id, webhook-timestamp (unix seconds, ±300 s) and webhook-signature, a space-separated list of `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`, keyed by the base64-decoded part of the `whsec_` secret. Any matching signature passes; a repeated webhook-id within 10 minutes is answered as a duplicate.',
           },
-          bearerToken: { type: 'http', scheme: 'bearer', description: 'TASKD_ADMIN_TOKEN. Without a configured token, only loopback clients are answered.' },
+          bearerToken: { type: 'http', scheme: 'bearer', description: 'TASKD_ADMIN_TOKEN, or the token the service made in TASKD_STATE_DIR/admin-token when none is configured.' },
         },
       },
     },

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { openApiYaml } from '../plugins/openapi.js';
+import { textResponse } from '../schemas.js';
 
 interface Operation {
   summary?: string;
@@ -30,11 +31,11 @@ export function renderReference(document: { info: { title: string; version: stri
 }
 
 export const docsRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/openapi.yaml', { schema: { operationId: 'getOpenApiDocument', summary: 'This OpenAPI document', tags: ['health'], security: [] } }, async (_request, reply) => {
+  app.get('/openapi.yaml', { schema: { operationId: 'getOpenApiDocument', summary: 'This OpenAPI document', tags: ['health'], security: [], response: { 200: textResponse('application/yaml', 'This document, as YAML.') } } }, async (_request, reply) => {
     reply.type('application/yaml; charset=utf-8');
     return openApiYaml(app);
   });
-  app.get('/docs', { schema: { operationId: 'getApiReference', summary: 'API reference (HTML)', tags: ['health'], security: [] } }, async (_request, reply) => {
+  app.get('/docs', { schema: { operationId: 'getApiReference', summary: 'API reference (HTML)', tags: ['health'], security: [], response: { 200: textResponse('text/html', 'A self-contained HTML page.') } } }, async (_request, reply) => {
     reply.type('text/html; charset=utf-8');
     return renderReference(app.swagger() as Parameters<typeof renderReference>[0]);
   });

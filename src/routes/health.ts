@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { healthSchema, readySchema } from '../schemas.js';
+import { healthSchema, readySchema, textResponse } from '../schemas.js';
 
 export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/healthz', { schema: { operationId: 'getHealth', summary: 'Liveness', tags: ['health'], security: [], response: { 200: healthSchema } } }, async () => ({ status: 'ok' as const }));
@@ -31,7 +31,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/metrics',
-    { schema: { operationId: 'getMetrics', summary: 'Prometheus metrics (text exposition format)', tags: ['health'], security: [] } },
+    { schema: { operationId: 'getMetrics', summary: 'Prometheus metrics (text exposition format)', tags: ['health'], security: [], response: { 200: textResponse('text/plain', 'Prometheus text exposition format 0.0.4.') } } },
     async (_request, reply) => {
       const { registry } = app.taskd.metrics;
       reply.type(registry.contentType);

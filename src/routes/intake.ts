@@ -1,9 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { TaskdError } from '../errors.js';
-import { bearerToken, isLoopback, tokenMatches } from '../plugins/auth.js';
+import { bearerToken, tokenMatches } from '../plugins/auth.js';
 import { refuseWhenQueueFull } from '../queue-limit.js';
-import { deleteAnswerSchema, errorResponses, intakeAnswerSchema, nidParamsSchema, stopRequestSchema, taskWebhookSchema } from '../schemas.js';
+import { deleteAnswerSchema, errorResponses, intakeAnswerSchema, nidParamsSchema, stopRequestSchema, taskWebhookSchema, webhookHeadersSchema } from '../schemas.js';
 import { verify } from '../signature.js';
 
 /** POST /v1/tasks: the webhook from hosting_taskd, or an operator queuing a task by hand. */
@@ -37,13 +37,10 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
       }
       request.intake = { signed: true, msgId: result.msgId };
     } else {
+      // Unsigned intake needs the admin token from loopback too: every hosted site shares loopback.
       const token = bearerToken(request);
-      if (config.adminToken !== undefined) {
-        if (token === undefined) throw new TaskdError('SIGNATURE_MISSING');
-        if (!tokenMatches(config.adminToken.reveal(), token)) throw new TaskdError('UNAUTHORIZED');
-      } else if (!isLoopback(request.socket.remoteAddress)) {
-        throw new TaskdError('FORBIDDEN', 'Unsigned intake needs TASKD_ADMIN_TOKEN, or a loopback client.');
-      }
+      if (token === undefined) throw new TaskdError('SIGNATURE_MISSING');
+      if (config.adminToken === undefined || !tokenMatches(config.adminToken.reveal(), token)) throw new TaskdError('UNAUTHORIZED');
       request.intake = { signed: false, msgId: null };
     }
     if (raw.length === 0) throw new TaskdError('INVALID_JSON', 'The request body is empty.');
@@ -63,11 +60,12 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'createTask',
         summary: 'Queue a task (webhook from hosting_taskd, or an operator)',
         description:
-          'Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.',
+          'Checks run in this order: size (413), content type (415), signature or token (401), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.',
         tags: ['intake'],
         security: [{ webhookSignature: [] }, { bearerToken: [] }],
+        headers: webhookHeadersSchema,
         body: taskWebhookSchema,
-        response: { 202: intakeAnswerSchema, 200: intakeAnswerSchema, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
+        response: { 202: intakeAnswerSchema, 200: intakeAnswerSchema, ...errorResponses(400, 401, 413, 415, 429, 503) },
       },
       // The hot path: its answers are built here from typed values, so they are stringified without
       // re-validating them on every request (the contract tests check them against the document).

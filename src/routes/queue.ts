@@ -2,14 +2,15 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { dispatchStatus } from '../config.js';
 import { offDispatchView } from '../dispatcher.js';
 import { TaskdError } from '../errors.js';
-import { authorizeOperator } from '../plugins/auth.js';
+import { authorizeRead, requireAdminToken } from '../plugins/auth.js';
 import { errorResponses, errorSchema, nidParamsSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema, resolveAnswerSchema } from '../schemas.js';
 
 const security = [{ bearerToken: [] }];
 
 export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler } = app.taskd;
-  app.addHook('onRequest', async (request) => authorizeOperator(config, request));
+  // Reading the queue is open to loopback; every change needs the token, from loopback too.
+  app.addHook('onRequest', async (request) => (request.method === 'GET' ? authorizeRead : requireAdminToken)(config, request));
   const offReason = () => {
     const status = dispatchStatus(config);
     return status.on ? 'no frontend client' : status.why;
@@ -63,7 +64,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   ]) {
     app.post(
       `/v1/queue/${verb}`,
-      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
+      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema } } },
       async () => {
         if (paused) scheduler.pause();
         else scheduler.resume();
@@ -81,7 +82,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
         tags: ['queue'],
         security,
-        response: { 200: reconcileAnswerSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 502: errorSchema },
+        response: { 200: reconcileAnswerSchema, 401: errorSchema, 409: errorSchema, 502: errorSchema },
       },
     },
     async () => {

@@ -1,8 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
 import { TaskdError } from '../errors.js';
-import { authorizeOperator } from '../plugins/auth.js';
+import { authorizeRead, requireAdminToken } from '../plugins/auth.js';
 import { logFilePath, readTail } from '../runner.js';
 import type { WaitingFor } from '../admission.js';
 import type { Task } from '../task.js';
@@ -16,6 +15,7 @@ import {
   taskDetailSchema,
   taskListSchema,
   taskQuerySchema,
+  textResponse,
 } from '../schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -51,7 +51,10 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler } = app.taskd;
 
   const operatorRoutes: FastifyPluginAsyncZod = async (operator) => {
-    operator.addHook('onRequest', async (request) => authorizeOperator(config, request));
+    // The list shows states only; one task carries its output, and a change needs the token anyway.
+    operator.addHook('onRequest', async (request) =>
+      (request.method === 'GET' && request.routeOptions.url === '/v1/tasks' ? authorizeRead : requireAdminToken)(config, request),
+    );
 
     operator.get(
       '/v1/tasks',
@@ -78,7 +81,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: taskQuerySchema,
-          response: { 200: taskDetailSchema, ...errorResponses(400, 401, 403, 404) },
+          response: { 200: taskDetailSchema, ...errorResponses(400, 401, 404) },
         },
       },
       async (request) => {
@@ -102,7 +105,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: logQuerySchema,
-          response: { 200: z.string().describe('text/plain'), ...errorResponses(400, 401, 403, 404, 429, 503) },
+          response: { 200: textResponse('text/plain', "The task's output as it was written, UTF-8 text."), ...errorResponses(400, 401, 404, 429, 503) },
         },
       },
       async (request, reply) => {
@@ -152,7 +155,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: deleteQuerySchema,
-          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 403, 404, 409) },
+          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 404, 409) },
         },
       },
       async (request, reply) => {

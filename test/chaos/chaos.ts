@@ -63,17 +63,18 @@ export async function rssKiB(pid: number): Promise<number> {
   return Number(match[1]);
 }
 
-/** Reads one sample of a Prometheus counter or gauge from the text exposition; 0 when absent. */
+/** The sum of the samples of a Prometheus counter or gauge that carry these labels (every series is there from the start, at 0). */
 export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
   const wanted = Object.entries(labels);
+  let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
     const present = new Map([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    if (wanted.every(([k, v]) => present.get(k) === v)) return Number(match[3]);
+    if (wanted.every(([k, v]) => present.get(k) === v)) sum += Number(match[3]);
   }
-  return 0;
+  return sum;
 }
 
 /** Open file descriptors of a process. */

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../../src/frontend.js';
 import type { Behaviour } from '../../src/simulation/aegir-state.js';
 import { FakeFrontend } from '../../src/simulation/fake-frontend.js';
-import { TEST_KEY, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
+import { ADMIN, TEST_KEY, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
 import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from '../e2e/service-process.js';
 import { KILL_CYCLES, SEED, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
@@ -146,7 +146,7 @@ describe('crash safety: SIGKILL to the service while webhooks keep arriving', ()
     await post(second.url, { nid: 2, rid: 1 });
     await waitFor(async () => (await readRecords(recordFile)).filter((r) => r.event === 'end').length === 2, { timeoutMs: 10_000, what: 'both tasks to end' });
     const runs = intervals(await readRecords(recordFile));
-    const view = (await (await request(`${second.url}/v1/tasks/1`)).body.json()) as Record<string, unknown>;
+    const view = (await (await request(`${second.url}/v1/tasks/1`, { headers: ADMIN })).body.json()) as Record<string, unknown>;
     summary(`crash between spawn and pid file: pid file ${window} at the crash, task 1 after restart ${JSON.stringify(view.state ?? view.error)}, lane overlaps ${peakOverlap(runs) - 1}`);
     expect(runs.map((r) => r.nid).sort()).toEqual([1, 2]);
     expect(peakOverlap(runs), `pid file ${window} at the crash; task 1 after the restart: ${JSON.stringify(view)}`).toBe(1);

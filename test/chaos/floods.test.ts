@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, testApp, waitFor } from '../helpers.js';
+import { ADMIN, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, testApp, waitFor } from '../helpers.js';
 import { FLOOD, SEED, printSummaryAfterAll, random, seconds, summary } from './chaos.js';
 import { groupBy, intervals, peakOverlap } from '../intervals.js';
 
@@ -98,7 +98,7 @@ describe('webhook floods', () => {
     const began = Date.now();
     const rand = random(SEED + 1);
     const { app, post, idle, records } = await floodedService();
-    expect((await app.inject({ method: 'POST', url: '/v1/queue/pause' })).json()).toEqual({ paused: true });
+    expect((await app.inject({ method: 'POST', url: '/v1/queue/pause', headers: ADMIN })).json()).toEqual({ paused: true });
     const tasks = Array.from({ length: Math.max(10, Math.floor(FLOOD / 2)) }, (_, i) => ({ nid: 50_000 + i, rid: 1 + (i % 10), changed: 1_764_300_000 + Math.floor(rand() * 1000) }));
     const sends = tasks.flatMap((t) => {
       const body = JSON.stringify(t);
@@ -106,7 +106,7 @@ describe('webhook floods', () => {
       return Array.from({ length: 2 + Math.floor(rand() * 3) }, () => ({ body, headers: signedHeaders(body) }));
     });
     const answers = await Promise.all(shuffle(sends, rand).map((s) => post(s.body, s.headers)));
-    expect((await app.inject({ method: 'POST', url: '/v1/queue/resume' })).json()).toEqual({ paused: false });
+    expect((await app.inject({ method: 'POST', url: '/v1/queue/resume', headers: ADMIN })).json()).toEqual({ paused: false });
     await idle();
     const runs = intervals(await records());
     const byStatus = countBy(answers, (a) => `${a.status}${a.body.duplicate ? ' duplicate' : ''}`);

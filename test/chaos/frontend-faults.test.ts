@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AegirStatus } from '../../src/frontend.js';
 import { ACTIVE_STATES } from '../../src/task.js';
 import type { Fault } from '../../src/simulation/fake-frontend.js';
-import { signedHeaders, waitFor } from '../helpers.js';
+import { ADMIN, signedHeaders, waitFor } from '../helpers.js';
 import { simulatedAegir } from '../simulation.js';
 import { metric, printSummaryAfterAll, seconds, summary } from './chaos.js';
 
@@ -49,7 +49,7 @@ describe('frontend faults', () => {
 
       if (mode === 'refused') await sim.close();
       else sim.fault = mode;
-      const manual = await app.inject({ method: 'POST', url: '/v1/reconcile' });
+      const manual = await app.inject({ method: 'POST', url: '/v1/reconcile', headers: ADMIN });
       expect(manual.statusCode).toBe(502);
       expect(manual.json().error).toBe('TASKD_ERR_FRONTEND_FAILED');
       await waitFor(async () => metric(await metrics(), 'taskd_frontend_errors_total', { operation: 'reconcile', kind }) >= errorsBefore + 2, {

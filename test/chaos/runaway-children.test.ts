@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TEST_SECRET, fixture, signedHeaders, tempDir, waitFor } from '../helpers.js';
+import { ADMIN, TEST_SECRET, fixture, signedHeaders, tempDir, waitFor } from '../helpers.js';
 import { startService, type ServiceProcess } from '../e2e/service-process.js';
 import { isRunningProcess, printSummaryAfterAll, rssKiB, seconds, summary } from './chaos.js';
 
@@ -39,7 +39,7 @@ async function postSigned(url: string, task: Record<string, unknown>) {
   return response.statusCode;
 }
 
-const getJson = async (url: string) => (await (await request(url)).body.json()) as Record<string, unknown>;
+const getJson = async (url: string) => (await (await request(url, { headers: ADMIN })).body.json()) as Record<string, unknown>;
 
 /** Processes still able to run whose process group is pgid (zombies have nothing left to run). */
 async function liveGroupMembers(pgid: number): Promise<number[]> {
@@ -128,7 +128,7 @@ describe('runaway children', () => {
       }, { timeoutMs: 120_000, intervalMs: 200, what: `task ${nid} to end` });
     const drain = async (url: string) => {
       let total = 0;
-      for await (const chunk of (await request(url)).body) total += (chunk as Buffer).length;
+      for await (const chunk of (await request(url, { headers: ADMIN })).body) total += (chunk as Buffer).length;
       return total;
     };
 

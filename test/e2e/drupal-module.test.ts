@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { HttpFrontend } from '../../src/frontend.js';
-import { TEST_KEY, TEST_SECRET, fixture, repoRoot, tempDir, testConfig, waitFor } from '../helpers.js';
+import { ADMIN, TEST_KEY, TEST_SECRET, fixture, repoRoot, tempDir, testConfig, waitFor } from '../helpers.js';
 
 const moduleTests = path.join(repoRoot, 'drupal-module', 'hosting_taskd', 'tests');
 const cleanup: Array<() => unknown> = [];
@@ -69,7 +69,7 @@ describe('the hosting_taskd module and the service together', () => {
     const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: '3' } });
     cleanup.push(() => app.close());
     const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-    const task = async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}` })).json();
+    const task = async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}`, headers: ADMIN })).json();
 
     const first = await enqueue(db, serviceUrl, 501);
     expect(first.status).toBe(0);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
+import { ADMIN, TEST_SECRET, fixture, readRecords, signedHeaders, tempDir, waitFor } from '../helpers.js';
 import { startService, type ServiceProcess } from './service-process.js';
 
 const running: ServiceProcess[] = [];
@@ -41,7 +41,7 @@ describe('long-lived answers of the service process', () => {
     });
     children.push(start!.pid);
     const follows = [1, 1, 2, 2].map(async (nid) => {
-      const response = await request(`${s.url}/v1/tasks/${nid}/log?follow=1`, { signal: AbortSignal.timeout(20_000) });
+      const response = await request(`${s.url}/v1/tasks/${nid}/log?follow=1`, { signal: AbortSignal.timeout(20_000), headers: ADMIN });
       expect(response.statusCode).toBe(200);
       return response.body.text();
     });

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { FakeFrontend } from '../../src/simulation/fake-frontend.js';
-import { TEST_KEY, tempDir, waitFor } from '../helpers.js';
+import { ADMIN, TEST_KEY, tempDir, waitFor } from '../helpers.js';
 import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from './service-process.js';
 
@@ -11,7 +11,7 @@ afterEach(async () => {
 });
 
 async function getJson(url: string) {
-  const response = await request(url);
+  const response = await request(url, { headers: ADMIN });
   return (await response.body.json()) as Record<string, unknown>;
 }
 

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { repoRoot } from '../helpers.js';
+import { ADMIN_TOKEN, repoRoot } from '../helpers.js';
 
 export const cliPath = path.join(repoRoot, 'dist', 'cli.js');
 
@@ -11,10 +13,10 @@ export interface ServiceProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts the built service as a real process and resolves once it logged that it is ready. */
+/** Starts the built service as a real process and resolves once it logged that it is ready (with the test admin token and a state folder of its own unless given). */
 export async function startService(env: Record<string, string>, args: string[] = []): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [cliPath, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, TASKD_PORT: '0', ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TASKD_PORT: '0', TASKD_ADMIN_TOKEN: ADMIN_TOKEN, TASKD_STATE_DIR: env.TASKD_LOG_DIR ? path.join(env.TASKD_LOG_DIR, 'state') : mkdtempSync(path.join(os.tmpdir(), 'taskd-state-')), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

@@ -104,7 +104,7 @@ export interface paths {
         put?: never;
         /**
          * Queue a task (webhook from hosting_taskd, or an operator)
-         * @description Checks run in this order: size (413), content type (415), signature or token (401/403), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.
+         * @description Checks run in this order: size (413), content type (415), signature or token (401), body (400). A replayed webhook-id, or a nid already queued or running, answers 200 with duplicate: true and does nothing. A new task beyond TASKD_MAX_QUEUED queued ones answers 503 TASKD_ERR_QUEUE_FULL.
          */
         post: operations["createTask"];
         delete?: never;
@@ -506,7 +506,7 @@ export interface components {
         };
         Error: {
             /** @enum {string} */
-            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_ORPHAN_NOT_FOUND" | "TASKD_ERR_ORPHAN_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
+            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_METHOD_NOT_ALLOWED" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_ORPHAN_NOT_FOUND" | "TASKD_ERR_ORPHAN_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
             message: string;
             details?: {
                 [key: string]: unknown;
@@ -594,12 +594,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description Prometheus text exposition format 0.0.4. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/plain": string;
+                };
             };
         };
     };
@@ -612,12 +614,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description This document, as YAML. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/yaml": string;
+                };
             };
         };
     };
@@ -630,12 +634,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A self-contained HTML page. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/html": string;
+                };
             };
         };
     };
@@ -692,7 +698,12 @@ export interface operations {
     createTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Unique message id; a repeat within 10 minutes is answered as a duplicate. */
+                "webhook-id"?: string;
+                /** @description Unix seconds when the webhook was signed; refused more than 300 seconds from now. */
+                "webhook-timestamp"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -731,15 +742,6 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Default Response */
-            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -925,15 +927,6 @@ export interface operations {
                 };
             };
             /** @description Default Response */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Default Response */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -995,15 +988,6 @@ export interface operations {
                 };
             };
             /** @description Default Response */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Default Response */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1037,13 +1021,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description text/plain */
+            /** @description The task's output as it was written, UTF-8 text. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": string;
+                    "text/plain": string;
                 };
             };
             /** @description Default Response */
@@ -1057,15 +1041,6 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Default Response */
-            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1167,15 +1142,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
         };
     };
     resumeQueue: {
@@ -1205,15 +1171,6 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
         };
     };
     reconcile: {
@@ -1236,15 +1193,6 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Default Response */
-            403: {
                 headers: {
                     [name: string]: unknown;
                 };

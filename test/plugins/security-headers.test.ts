@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { contractViolations } from '../contract.js';
-import { testApp, waitFor } from '../helpers.js';
+import { ADMIN, testApp, waitFor } from '../helpers.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {
@@ -27,13 +27,13 @@ describe('security headers', () => {
     noScripts(docs.headers['content-security-policy']);
     expect(docs.headers['content-security-policy']).toMatch(/style-src 'unsafe-inline'/);
 
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 81 } });
-    const follow = await request(`${url}/v1/tasks/81/log?follow=1`);
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 81 }, headers: ADMIN });
+    const follow = await request(`${url}/v1/tasks/81/log?follow=1`, { headers: ADMIN });
     expect(follow.headers['x-content-type-options']).toBe('nosniff');
     noScripts(follow.headers['content-security-policy']);
     expect(await follow.body.text()).toContain('<script>');
     await waitFor(() => app.taskd.scheduler.get(81)?.state === 'succeeded');
-    const log = await app.inject({ url: '/v1/tasks/81/log' });
+    const log = await app.inject({ url: '/v1/tasks/81/log' , headers: ADMIN });
     expect(log.headers['x-content-type-options']).toBe('nosniff');
     noScripts(log.headers['content-security-policy']);
     expect(log.headers['content-security-policy']).not.toMatch(/style-src/);

@@ -115,13 +115,17 @@ describe('POST /v1/tasks', () => {
     expect(none.json().error).toBe('TASKD_ERR_SIGNATURE_MISSING');
   });
 
-  it('accepts unsigned intake from loopback with no token configured, and refuses it from elsewhere with 403', async () => {
-    const { app } = await intakeApp();
-    const payload = body({ nid: 4 });
-    expect((await post(app, payload, { 'content-type': 'application/json' }, '127.0.0.1')).statusCode).toBe(202);
-    const remote = await post(app, body({ nid: 5 }), { 'content-type': 'application/json' }, '192.0.2.10');
-    expect(remote.statusCode).toBe(403);
-    expect(remote.json().error).toBe('TASKD_ERR_FORBIDDEN');
+  it('refuses unsigned intake without the token from loopback too, also when no token is configured', async () => {
+    for (const token of [ADMIN_TOKEN, '']) {
+      const { app, records } = await intakeApp({ TASKD_ADMIN_TOKEN: token });
+      for (const address of ['127.0.0.1', '::1', '192.0.2.10']) {
+        const refused = await post(app, body({ nid: 4 }), { 'content-type': 'application/json' }, address);
+        expect(refused.statusCode).toBe(401);
+        expect(refused.json().error).toBe('TASKD_ERR_SIGNATURE_MISSING');
+      }
+      expect(app.taskd.scheduler.get(4)).toBeUndefined();
+      expect(await records()).toEqual([]);
+    }
   });
 
   it('returns 413 for a body over 64 KiB, before looking at its type or signature', async () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { contractViolations } from '../contract.js';
-import { testApp, waitFor } from '../helpers.js';
+import { ADMIN, testApp, waitFor } from '../helpers.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {
@@ -22,8 +22,8 @@ const printsSlowly = ['sh', '-c', 'for i in 1 2 3 4 5; do echo "line $i"; sleep 
 describe('GET /v1/tasks/{nid}/log', () => {
   it('follows the output as it is written and ends when the task ends', async () => {
     const { app, url } = await listening(printsSlowly);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 61, rid: 1 } });
-    const response = await request(`${url}/v1/tasks/61/log?follow=1`);
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 61, rid: 1 }, headers: ADMIN });
+    const response = await request(`${url}/v1/tasks/61/log?follow=1`, { headers: ADMIN });
     expect(response.headers['content-type']).toMatch(/^text\/plain/);
     const chunks: Array<{ text: string; state: string }> = [];
     for await (const chunk of response.body) chunks.push({ text: chunk.toString(), state: app.taskd.scheduler.get(61)!.state });
@@ -36,18 +36,18 @@ describe('GET /v1/tasks/{nid}/log', () => {
 
   it('returns the whole log without follow, and 404 for an unknown task', async () => {
     const { app } = await listening(['sh', '-c', 'echo hello; echo oops >&2', 'x', '{nid}']);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 62 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 62 }, headers: ADMIN });
     await waitFor(() => app.taskd.scheduler.get(62)?.state === 'succeeded');
-    const log = await app.inject({ url: '/v1/tasks/62/log' });
+    const log = await app.inject({ url: '/v1/tasks/62/log', headers: ADMIN });
     expect(log.body).toMatch(/hello\noops\n$/);
-    expect((await app.inject({ url: '/v1/tasks/63/log' })).statusCode).toBe(404);
+    expect((await app.inject({ url: '/v1/tasks/63/log', headers: ADMIN })).statusCode).toBe(404);
   });
 
   it('stops following at once when the client goes away', async () => {
     const { app, url } = await listening(['sh', '-c', 'echo start; sleep 5', 'x', '{nid}']);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 64 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 64 }, headers: ADMIN });
     const controller = new AbortController();
-    const response = await request(`${url}/v1/tasks/64/log?follow=1`, { signal: controller.signal });
+    const response = await request(`${url}/v1/tasks/64/log?follow=1`, { signal: controller.signal, headers: ADMIN });
     const iterator = response.body[Symbol.asyncIterator]();
     expect((await iterator.next()).value.toString()).toContain('start');
     const followers = async () => /^taskd_log_followers (\d+)$/m.exec((await app.inject({ url: '/metrics' })).body)![1];
@@ -60,9 +60,9 @@ describe('GET /v1/tasks/{nid}/log', () => {
   it('sends its headers at once, before the task has printed anything (a queued task too)', async () => {
     const { app, url } = await listening(['sh', '-c', 'sleep 5', 'x', '{nid}']);
     app.taskd.scheduler.pause();
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 65 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 65 }, headers: ADMIN });
     const startedAt = Date.now();
-    const response = await request(`${url}/v1/tasks/65/log?follow=1`, { signal: AbortSignal.timeout(3000) });
+    const response = await request(`${url}/v1/tasks/65/log?follow=1`, { signal: AbortSignal.timeout(3000), headers: ADMIN });
     expect(response.statusCode).toBe(200);
     expect(Date.now() - startedAt).toBeLessThan(1000);
     response.body.destroy();
@@ -72,8 +72,8 @@ describe('GET /v1/tasks/{nid}/log', () => {
   it('caps follows per task (429) and in all (503), and makes room as they close', async () => {
     const { app, url } = await listening(['sh', '-c', 'sleep 5', 'x', '{nid}'], { TASKD_MAX_STREAMS: '3', TASKD_MAX_STREAMS_PER_TASK: '2' });
     app.taskd.scheduler.pause();
-    for (const nid of [66, 67]) await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid } });
-    const follow = (nid: number) => request(`${url}/v1/tasks/${nid}/log?follow=1`, { signal: AbortSignal.timeout(3000) });
+    for (const nid of [66, 67]) await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid }, headers: ADMIN });
+    const follow = (nid: number) => request(`${url}/v1/tasks/${nid}/log?follow=1`, { signal: AbortSignal.timeout(3000), headers: ADMIN });
     const open = [await follow(66), await follow(66)];
     expect(open.map((r) => r.statusCode)).toEqual([200, 200]);
     const perTask = await follow(66);
@@ -94,10 +94,10 @@ describe('GET /v1/tasks/{nid}/log', () => {
 
   it('ends every follow, of a queued and of a running task, when the app closes', async () => {
     const { app, url } = await listening(['sh', '-c', 'echo started; sleep 5', 'x', '{nid}'], { TASKD_CONCURRENCY: '1' });
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 68, rid: 1 } });
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 69, rid: 1 } });
-    await waitFor(async () => (await app.inject({ url: '/v1/tasks/68/log' })).body.includes('started\n'), { what: 'the running task to print' });
-    const texts = Promise.all([68, 69].map(async (nid) => (await request(`${url}/v1/tasks/${nid}/log?follow=1`)).body.text()));
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 68, rid: 1 }, headers: ADMIN });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 69, rid: 1 }, headers: ADMIN });
+    await waitFor(async () => (await app.inject({ url: '/v1/tasks/68/log' , headers: ADMIN })).body.includes('started\n'), { what: 'the running task to print' });
+    const texts = Promise.all([68, 69].map(async (nid) => (await request(`${url}/v1/tasks/${nid}/log?follow=1`, { headers: ADMIN })).body.text()));
     await waitFor(() => app.taskd.streams.size === 2, { what: 'both follows to be open' });
     const startedAt = Date.now();
     await app.close();
@@ -109,9 +109,9 @@ describe('GET /v1/tasks/{nid}/log', () => {
 
   it('cuts the read of a whole log by a client that stopped reading when the app closes, instead of waiting for it', async () => {
     const { app, url } = await listening(['sh', '-c', 'head -c 50000000 /dev/zero | tr "\\0" x', 'x', '{nid}']);
-    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 70 } });
+    await app.inject({ method: 'POST', url: '/v1/tasks', payload: { nid: 70 }, headers: ADMIN });
     await waitFor(() => app.taskd.scheduler.get(70)?.state === 'succeeded', { timeoutMs: 20_000 });
-    const response = await request(`${url}/v1/tasks/70/log`);
+    const response = await request(`${url}/v1/tasks/70/log`, { headers: ADMIN });
     expect(response.statusCode).toBe(200);
     // The client reads nothing: the socket fills and the answer stalls.
     await waitFor(() => app.taskd.streams.size === 1, { what: 'the read to be registered' });
