@@ -72,7 +72,7 @@ function nthTask(n, lanes, changedBase) {
 }
 
 async function waitForNoneRunning(scheduler) {
-  await waitUntil(() => scheduler.stats().running === 0, { timeoutMs: 60_000, intervalMs: 5, what: 'the started tasks to end' });
+  await waitUntil(() => scheduler.stats().running + scheduler.stats().starting === 0, { timeoutMs: 60_000, intervalMs: 5, what: 'the started tasks to end' });
 }
 
 /**
@@ -96,7 +96,9 @@ async function measureSchedulerAt({ queued, batch, rounds, logDir }) {
       scheduler.resume();
       const micros = Number(process.hrtime.bigint() - before) / 1000;
       scheduler.pause();
-      const started = scheduler.stats().running;
+      // Each waits for the stand-in's confirmation: starting, not yet running.
+      const { starting, running } = scheduler.stats();
+      const started = starting + running;
       if (started !== batch) throw new Error(`resume() started ${started} tasks, expected ${batch}`);
       // Round 0 warms the code paths up and is not counted.
       if (round > 0) perChoice.push(micros / batch);

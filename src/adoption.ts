@@ -19,6 +19,8 @@ export interface AdoptionRecord {
   changed?: number | null;
   receivedAt?: number;
   attempts?: number;
+  /** This service's journal started it: Aegir showing it still queued (drush bootstrapping) counts as its own too. */
+  claimedByJournal?: boolean;
 }
 
 /** What adopting a child asks of the scheduler. */
@@ -118,7 +120,8 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
     try {
       const aegir = await target.frontend.getTask(record.nid);
       const revisionOk = record.vid == null || aegir?.vid == null || aegir.vid >= record.vid;
-      if (aegir === null || aegir.status !== AegirStatus.processing || !revisionOk) {
+      const ours = aegir !== null && (aegir.status === AegirStatus.processing || (record.claimedByJournal === true && aegir.status === AegirStatus.queued));
+      if (!ours || !revisionOk) {
         target.log.warn({ nid: record.nid, pid: record.pid, aegirStatus: aegir?.status ?? null, aegirVid: aegir?.vid ?? null, runVid: record.vid ?? null }, 'not adopting a live child: Aegir does not show its task processing');
         return 'not_processing';
       }

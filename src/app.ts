@@ -7,7 +7,9 @@ import { Dispatcher } from './dispatcher.js';
 import { TaskdError } from './errors.js';
 import { HttpFrontend, type Frontend } from './frontend.js';
 import { Journal } from './journal.js';
-import { OrphanResolver } from './orphans.js';
+import { survivorAlive } from './adoption.js';
+import { findLocalRun, OrphanResolver } from './orphans.js';
+import { buildArgv, pidFilePath, readPidFile } from './runner.js';
 import { WriteBackOutbox } from './outbox.js';
 import { rateLimitClient } from './client-key.js';
 import { BatchedLogDestination } from './log-destination.js';
@@ -155,7 +157,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
   });
-  const orphans = outbox ? new OrphanResolver({ graceMs: config.orphanGraceMs, orphans: () => scheduler.orphans(), outbox, log: app.log }) : null;
+  const orphans = outbox
+    ? new OrphanResolver({
+        graceMs: config.orphanGraceMs,
+        orphans: () => scheduler.orphans(),
+        outbox,
+        log: app.log,
+        isActive: (nid) => scheduler.isActive(nid),
+        pidFileAlive: async (nid) => {
+          const running = await readPidFile(pidFilePath(config.logDir, nid));
+          return running !== null && (await survivorAlive(running.pid, running.processStart));
+        },
+        findLocalRun: (nid) => findLocalRun(nid, '/proc', buildArgv(config.command, nid).slice(1)),
+      })
+    : null;
   let reconciler: Reconciler | null = null;
   const dispatcher =
     frontend && config.dispatchCommand

@@ -18,8 +18,8 @@ export interface AttemptContext {
   retryDelaysMs: readonly number[];
   /** True once the service is closing: from then on nothing starts. */
   closing(): boolean;
-  /** Writes the task's state to the journal; a failure is logged there, and the attempt goes on. */
-  persist(task: Task): void;
+  /** Writes the task's state to the journal; false when it could not (logged there), and the attempt goes on. */
+  persist(task: Task): boolean;
 }
 
 /**
@@ -113,7 +113,7 @@ export class Attempt {
           onExit: ({ commandRan, exitCode, signal }) => {
             task.exitCode = exitCode;
             task.signal = signal;
-            if (commandRan) ctx.persist(task);
+            return commandRan ? ctx.persist(task) : true;
           },
         },
         ctx.warmGates,

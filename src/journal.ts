@@ -94,6 +94,36 @@ export function readJournal(file: string): JournalContents {
   return { entries: [...latest.values()], lines: lines.length, tornTail };
 }
 
+function fsyncFolder(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A last line a crash cut short is cut off, so the next record does not land on the same line; answers the size. */
+function cutTornTail(fd: number): number {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return 0;
+  const chunk = Buffer.alloc(Math.min(size, 64 * 1024));
+  let end = size;
+  while (end > 0) {
+    const start = Math.max(0, end - chunk.length);
+    const read = fs.readSync(fd, chunk, 0, end - start, start);
+    const lastNewline = chunk.subarray(0, read).lastIndexOf(0x0a);
+    if (lastNewline >= 0) {
+      const keep = start + lastNewline + 1;
+      if (keep < size) fs.ftruncateSync(fd, keep);
+      return keep;
+    }
+    end = start;
+  }
+  fs.ftruncateSync(fd, 0);
+  return 0;
+}
+
 export interface JournalOptions {
   dir: string;
   mode: JournalMode;
@@ -126,10 +156,11 @@ export class Journal {
     this.#options = options;
     this.file = path.join(options.dir, JOURNAL_FILE);
     fs.mkdirSync(options.dir, { recursive: true, mode: 0o700 });
-    // What a compaction killed half way left behind: the journal itself is whole either way.
-    for (const name of fs.readdirSync(options.dir)) if (name.startsWith(`${JOURNAL_FILE}.`)) fs.rmSync(path.join(options.dir, name), { force: true });
-    this.#fd = fs.openSync(this.file, 'a', 0o600);
-    this.#bytes = fs.fstatSync(this.#fd).size;
+    // What a compaction killed half way left behind (write-file-atomic's temporary name: the file, a
+    // dot, a number); the journal itself is whole either way. An operator's journal.jsonl.bad stays.
+    for (const name of fs.readdirSync(options.dir)) if (/^journal\.jsonl\.\d+$/.test(name)) fs.rmSync(path.join(options.dir, name), { force: true });
+    this.#fd = fs.openSync(this.file, 'a+', 0o600);
+    this.#bytes = cutTornTail(this.#fd);
     this.#minCompactBytes = options.compactAtBytes ?? 4 * 1024 * 1024;
     this.#compactAt = Math.max(this.#minCompactBytes, 2 * this.#bytes);
   }
@@ -176,7 +207,9 @@ export class Journal {
       return;
     }
     fs.closeSync(this.#fd);
-    this.#fd = fs.openSync(this.file, 'a', 0o600);
+    this.#fd = fs.openSync(this.file, 'a+', 0o600);
+    // The rename is only on the disk once the folder is: fsync mode promises what a power loss keeps.
+    if (this.#options.mode === 'fsync') fsyncFolder(this.#options.dir);
     this.#bytes = Buffer.byteLength(text);
     this.#compactAt = Math.max(this.#minCompactBytes, 2 * this.#bytes);
   }

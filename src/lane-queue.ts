@@ -69,10 +69,13 @@ export class LaneQueue<T extends LaneItem> {
     return item;
   }
 
-  /** Makes an item the holder of a lane without queuing it (a child that runs already). */
-  hold(item: T, key: string): void {
+  /** Makes an item the holder of a lane without queuing it (a child that runs already); false when the lane has another holder. */
+  hold(item: T, key: string): boolean {
+    const lane = this.#laneFor(key);
+    if (lane.holder !== null && lane.holder !== item) return false;
     item.lane = key;
-    this.#laneFor(key).holder = item;
+    lane.holder = item;
+    return true;
   }
 
   /** Lets the lane's holder go; the lane's next item becomes ready. */
@@ -89,6 +92,8 @@ export class LaneQueue<T extends LaneItem> {
     if (!lane || lane.holder !== item) return false;
     lane.holder = null;
     this.place(item, lane.key);
+    // An older item may have joined while the holder held the lane: it is the head to offer, not this one.
+    this.#afterChange(lane);
     return true;
   }
 

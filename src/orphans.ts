@@ -4,11 +4,12 @@ import type { Logger, Orphan } from './task.js';
 
 /**
  * The pid of a process on this host whose command line runs hosting-task for this nid (an argument
- * containing "hosting-task", and the nid as an argument of its own), or null. An operator's manual
+ * containing "hosting-task", and the nid as an argument of its own; or every argument TASKD_COMMAND
+ * gives it after its program), or null. An operator's manual
  * `drush @hostmaster hosting-task 123 --force`, or another runner's, is found this way and is never
  * finished under it.
  */
-export async function findLocalRun(nid: number, procDir = '/proc'): Promise<number | null> {
+export async function findLocalRun(nid: number, procDir = '/proc', commandArgs: readonly string[] = []): Promise<number | null> {
   let entries: string[];
   try {
     entries = await fs.readdir(procDir);
@@ -26,6 +27,8 @@ export async function findLocalRun(nid: number, procDir = '/proc'): Promise<numb
     }
     const argv = cmdline.split('\0');
     if (argv.some((a) => a.includes('hosting-task')) && argv.includes(wanted)) return Number(entry);
+    // TASKD_COMMAND's own arguments for this nid (a wrapper, --task={nid}…), all of them, after its program.
+    if (commandArgs.length > 0 && commandArgs.every((a) => argv.includes(a))) return Number(entry);
   }
   return null;
 }
@@ -36,6 +39,10 @@ export interface OrphanResolverOptions {
   orphans(): Orphan[];
   outbox: WriteBackSink;
   log: Logger;
+  /** A task the scheduler has active (starting, running, adopted) is never an orphan, whatever Aegir listed. */
+  isActive(nid: number): boolean;
+  /** Whether a live process of ours still holds this nid's pid file (a child left alone at a restart). */
+  pidFileAlive(nid: number): Promise<boolean>;
   findLocalRun?: (nid: number) => Promise<number | null>;
 }
 
@@ -71,11 +78,11 @@ export class OrphanResolver {
 
   async resolve(nid: number, why = 'an operator resolved it as an orphan'): Promise<ResolveResult> {
     const orphan = this.#options.orphans().find((o) => o.nid === nid);
-    if (!orphan) return { result: 'not_orphan' };
+    if (!orphan || this.#options.isActive(nid)) return { result: 'not_orphan' };
     if (orphan.vid === null) return { result: 'no_revision' };
-    const pid = await this.#find(nid);
+    const pid = (await this.#options.pidFileAlive(nid)) ? -1 : await this.#find(nid);
     if (pid !== null) {
-      if (!this.#seenRunning.has(nid)) this.#options.log.warn({ nid, pid }, 'not finishing an orphan: a hosting-task of that nid runs on this host');
+      if (!this.#seenRunning.has(nid)) this.#options.log.warn({ nid, pid: pid === -1 ? 'its pid file' : pid }, 'not finishing an orphan: a hosting-task of that nid runs on this host');
       this.#seenRunning.add(nid);
       return { result: 'running_here', pid };
     }

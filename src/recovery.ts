@@ -60,6 +60,8 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
     report.ended.push(task.nid);
   };
 
+  // Queued tasks go back only after every live child holds its lane, so none can start beside one.
+  const toRequeue: Task[] = [];
   for (const { task, stuck } of journal?.entries ?? []) {
     if (!ACTIVE_STATES.includes(task.state)) {
       scheduler.restoreEnded(task, stuck ?? false);
@@ -69,7 +71,8 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
     survivors.delete(task.nid);
     if (survivor) {
       if (survivor.pid !== null && (await survivorAlive(survivor.pid, survivor.processStart))) {
-        const result = await scheduler.adopt(adoptionRecord(survivor, task));
+        // This journal started it: Aegir may still show it queued while drush bootstraps.
+        const result = await scheduler.adopt({ ...adoptionRecord(survivor, task), claimedByJournal: true });
         if (result === 'adopted') {
           report.adopted.push(task.nid);
           continue;
@@ -89,8 +92,7 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
     }
     // Starting, with no pid file: its start gate never ran the command. That attempt did not happen.
     if (task.state !== 'queued') task.attempts = Math.max(0, task.attempts - 1);
-    scheduler.restoreQueued(task);
-    report.queued.push(task.nid);
+    toRequeue.push(task);
   }
 
   for (const survivor of survivors.values()) {
@@ -110,6 +112,10 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
     const result = await scheduler.adopt(adoptionRecord(survivor));
     if (result === 'adopted') report.adopted.push(survivor.nid);
     else if (result !== 'gone') report.leftAlone.push(survivor.nid);
+  }
+  for (const task of toRequeue) {
+    scheduler.restoreQueued(task);
+    report.queued.push(task.nid);
   }
   return report;
 }

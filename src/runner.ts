@@ -35,8 +35,12 @@ export interface RunSpec {
   meta: Record<string, unknown>;
   /** Called in the same turn as the process is handed its task, before startRun resolves. */
   onStarted?: ((pid: number, startedAt: number) => void) | undefined;
-  /** Called once the process has exited and whether the command ran is known, before its pid file is removed. */
-  onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => void) | undefined;
+  /**
+   * Called once the process has exited and whether the command ran is known, before its pid file is
+   * removed; answering false keeps the run files (the exit could not be recorded, and they are the
+   * evidence that the command ran).
+   */
+  onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => boolean | void) | undefined;
 }
 
 /**
@@ -331,9 +335,9 @@ export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Pr
     // of an earlier attempt with another pid).
     const commandRan = pid !== null && (await readPidFile(pidFile))?.pid === pid;
     // Recorded while the pid file still says the command ran: a crash from here on cannot make it look unstarted.
-    spec.onExit?.({ commandRan, exitCode: result.exitCode ?? null, signal: result.signal ?? null });
+    const recorded = spec.onExit?.({ commandRan, exitCode: result.exitCode ?? null, signal: result.signal ?? null }) !== false;
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
-    await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
+    if (recorded) await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);
     const execFailed = !spawnFailed && !commandRan && result.exitCode === GATE_EXEC_FAILED;
     if (execFailed) forgetCommand(argv[0]!, spec.env);

@@ -86,6 +86,8 @@ export class Scheduler {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
   #gateTimer: NodeJS.Timeout | null = null;
+  /** True from restoreQueued() until recovered(): nothing starts before every surviving child holds its lane. */
+  #recovering = false;
 
   constructor(options: SchedulerOptions) {
     const { config } = options;
@@ -200,6 +202,7 @@ export class Scheduler {
 
   /** A task the journal had queued comes back in its lane, with its attempts and a retry still due; Aegir is asked again before it starts. */
   restoreQueued(task: Task, now = Date.now()): void {
+    this.#recovering = true;
     const changed = task.state !== 'queued';
     Object.assign(task, { state: 'queued', pid: null, confirmedAt: null, lane: null });
     this.#registry.activate(task);
@@ -211,6 +214,11 @@ export class Scheduler {
       task.retryAt = null;
       this.#enqueue(task);
     }
+  }
+
+  /** Start-up has brought everything back (adopted children hold their lanes first): starts may begin. */
+  recovered(): void {
+    this.#recovering = false;
     this.#pump();
   }
 
@@ -465,7 +473,7 @@ export class Scheduler {
   // ---- starting ----------------------------------------------------------
 
   #pump(): void {
-    while (this.#admission.hasRoom(this.#registry.slots.size).open) {
+    while (!this.#recovering && this.#admission.hasRoom(this.#registry.slots.size).open) {
       const task = this.#lanes.peek();
       if (!task) return;
       const now = Date.now();
@@ -558,7 +566,7 @@ export class Scheduler {
   #holdRunning(task: Task): void {
     this.#registry.activate(task);
     this.#registry.orphans.delete(task.nid);
-    this.#lanes.hold(task, task.lane!);
+    if (!this.#lanes.hold(task, task.lane!)) this.#log.error({ nid: task.nid, lane: task.lane }, 'an adopted child shares its lane with another task that holds it');
     this.#registry.slots.add(task);
     this.#persist(task);
   }
@@ -604,12 +612,14 @@ export class Scheduler {
   }
 
   /** Journals a change after the fact: the change stands whether or not the write works, so a failure is only logged. */
-  #persist(task: Task, stuck = false): void {
-    if (!this.#journal) return;
+  #persist(task: Task, stuck = false): boolean {
+    if (!this.#journal) return true;
     try {
       this.#journal.record(task, stuck);
+      return true;
     } catch (error) {
       this.#log.error({ nid: task.nid, state: task.state, err: (error as Error).message }, 'could not write the task to the journal');
+      return false;
     }
   }
 

@@ -29,6 +29,7 @@ export async function startServer(configured: Config, options: Omit<AppOptions, 
   // Before any intake: an adopted child must hold its lane before anything else in that lane can start.
   const recovered = await recover({ journal: journalContents, logDir: config.logDir, scheduler: app.taskd.scheduler, log: app.log, frontendConfigured: app.taskd.frontend !== null });
   app.taskd.journal?.startCompacting();
+  app.taskd.scheduler.recovered();
   const adopted = recovered.adopted;
   if (recovered.queued.length + recovered.ended.length + recovered.leftAlone.length > 0) {
     app.log.info({ queued: recovered.queued, ended: recovered.ended, leftAlone: recovered.leftAlone }, 'brought back what the journal held');

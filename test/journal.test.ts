@@ -53,6 +53,26 @@ describe('Journal', () => {
     expect(() => readJournal(file)).toThrow(new RegExp(`^${file} line 2 is not a journal record \\(.*\\); move it aside \\(mv ${file} ${file}\\.bad\\)`));
   });
 
+  it('cuts a torn last line at open, so that the next record does not land on it', async () => {
+    const { journal, file, dir } = await journalIn();
+    journal.record(task(1));
+    journal.close();
+    await fs.appendFile(file, '{"task":{"nid":2,"rid":1,');
+    const again = new Journal({ dir, mode: 'write', log: silentLog, snapshot: () => [] });
+    again.record(task(3));
+    again.close();
+    expect(readJournal(file)).toMatchObject({ tornTail: false, lines: 2 });
+    expect(readJournal(file).entries.map((e) => e.task.nid)).toEqual([1, 3]);
+  });
+
+  it('removes what a killed compaction left, and never a file an operator moved aside', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, `${JOURNAL_FILE}.123456789`), 'half a compaction');
+    await fs.writeFile(path.join(dir, `${JOURNAL_FILE}.bad`), 'the old journal');
+    new Journal({ dir, mode: 'write', log: silentLog, snapshot: () => [] }).close();
+    expect((await fs.readdir(dir)).sort()).toEqual([JOURNAL_FILE, `${JOURNAL_FILE}.bad`]);
+  });
+
   it('starts empty when there is no journal yet', async () => {
     expect(readJournal(path.join(await tempDir(), JOURNAL_FILE))).toEqual({ entries: [], lines: 0, tornTail: false });
   });

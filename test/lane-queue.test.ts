@@ -61,6 +61,25 @@ describe('LaneQueue', () => {
     expect(q.take()).toBe(b);
   });
 
+  it('offers an older item that joined while the lane was held, when the holder is put back for its retry', () => {
+    const q = new LaneQueue<LaneItem>();
+    const retrying = item(1, 200);
+    q.place(retrying, 'rid:5');
+    expect(q.take()).toBe(retrying);
+    const older = item(2, 150);
+    q.place(older, 'rid:5');
+    q.requeueHolder(retrying);
+    expect(q.take()).toBe(older);
+  });
+
+  it('refuses to give a held lane a second holder', () => {
+    const q = new LaneQueue<LaneItem>();
+    const [a, b] = [item(1), item(2)];
+    expect(q.hold(a, 'rid:1')).toBe(true);
+    expect(q.hold(b, 'rid:1')).toBe(false);
+    expect(q.isHolder(a)).toBe(true);
+  });
+
   it('holds a lane for an item that never queued (an adopted child)', () => {
     const q = new LaneQueue<LaneItem>();
     const [adopted, next] = [item(9), item(1)];

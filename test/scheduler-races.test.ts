@@ -7,7 +7,9 @@ import { createMetrics } from '../src/metrics.js';
 import { Reconciler } from '../src/reconciler.js';
 import { Scheduler, type SchedulerOptions, type TaskSubmission } from '../src/scheduler.js';
 import { AegirState } from '../src/simulation/aegir-state.js';
-import { ACTIVE_STATES } from '../src/task.js';
+import { spawn } from 'node:child_process';
+import { readProcessStartTime } from '../src/runner.js';
+import { ACTIVE_STATES, newTask } from '../src/task.js';
 import { fixture, readRecords, silentLog, tempDir, waitFor } from './helpers.js';
 import { simulatedAegir } from './simulation.js';
 
@@ -56,7 +58,7 @@ afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
 
-async function setup(frontend: Frontend, options: Partial<SchedulerOptions> = {}, env: Record<string, string> = {}) {
+async function setup(frontend: Frontend | undefined, options: Partial<SchedulerOptions> = {}, env: Record<string, string> = {}) {
   const dir = await tempDir();
   const recordFile = path.join(dir, 'records');
   const config = loadConfig({ TASKD_LOG_DIR: dir, TASKD_COMMAND: JSON.stringify([fixture('record-run.sh'), '{nid}']), TASKD_CONCURRENCY: '4', ...env });
@@ -211,6 +213,25 @@ describe('Scheduler: a task between queued and running is starting', () => {
     const { task } = scheduler.submit({ nid: 2, rid: 1, source: 'webhook', confirmedAt: Date.now() });
     expect(task.state).toBe('running');
     expect(task.pid).toEqual(expect.any(Number));
+  });
+});
+
+describe('Scheduler after a restart', () => {
+  it('starts no queued task of a lane before the child that survived in it is adopted, whatever the journal order', async () => {
+    const { scheduler, records } = await setup(undefined, { adoptionPollMs: 50 }, { TASKD_CONCURRENCY: '4' });
+    const survivor = spawn('sleep', ['30'], { stdio: 'ignore', detached: true });
+    closers.push(async () => {
+      survivor.kill('SIGKILL');
+    });
+    // The journal had B queued before A started, so B comes back first.
+    scheduler.restoreQueued(newTask({ nid: 2, rid: 5, type: 'verify', vid: null, changed: null, lane: null, state: 'queued', source: 'webhook', receivedAt: 1, confirmedAt: null }, 1));
+    expect(await scheduler.adopt({ nid: 1, pid: survivor.pid!, processStart: await readProcessStartTime(survivor.pid!), startedAt: Date.now(), rid: 5, lane: 'rid:5' })).toBe('adopted');
+    scheduler.recovered();
+    await settle(300);
+    expect(await records()).toEqual([]);
+    expect(scheduler.waitingFor(scheduler.get(2)!)).toMatchObject({ reason: 'lane_busy', nid: 1 });
+    survivor.kill('SIGKILL');
+    await waitFor(async () => (await records()).filter((r) => r.nid === 2 && r.event === 'end').length === 1, { timeoutMs: 10_000, what: 'B to run once the survivor ended' });
   });
 });
 

@@ -111,9 +111,9 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { nid } = request.params;
-      if (request.intake!.msgId !== null) replay.remember(request.intake!.msgId, nid);
       const { task, outcome } = scheduler.cancel(nid, true, request.body.reason);
       if (outcome === 'not_found') throw new TaskdError('TASK_NOT_FOUND');
+      if (request.intake!.msgId !== null) replay.remember(request.intake!.msgId, nid);
       if (outcome === 'stopping') return reply.code(202).send({ nid, state: task!.state, stopping: true });
       return reply.code(200).send({ nid, state: task!.state });
     },
