@@ -5,6 +5,7 @@ import { buildApp, type AppOptions } from './app.js';
 import { describeDisabledFeatures, type Config } from './config.js';
 import { JOURNAL_FILE, readJournal } from './journal.js';
 import { recover } from './recovery.js';
+import { lockStateDir } from './state-lock.js';
 import { scheduleLogPruning } from './log-retention.js';
 import { prepareLogDir } from './runner.js';
 
@@ -17,6 +18,7 @@ export interface RunningServer {
 /** Builds the app, brings back what the journal and the surviving children hold, listens, starts reconciling. */
 export async function startServer(configured: Config, options: Omit<AppOptions, 'config'>): Promise<RunningServer> {
   await prepareLogDir(configured.logDir);
+  const unlock = await lockStateDir(configured.stateDir);
   // Read before anything is appended; an unreadable journal stops start-up here with one line (JournalError).
   const journalContents = configured.journal === 'off' ? null : readJournal(path.join(configured.stateDir, JOURNAL_FILE));
   const adminToken = await ensureAdminToken(configured);
@@ -35,7 +37,10 @@ export async function startServer(configured: Config, options: Omit<AppOptions, 
     app.log.info({ queued: recovered.queued, ended: recovered.ended, leftAlone: recovered.leftAlone }, 'brought back what the journal held');
   }
   const stopPruning = scheduleLogPruning(config.logDir, config.logRetentionMs, (nid) => app.taskd.scheduler.isActive(nid), app.log);
-  app.addHook('onClose', async () => stopPruning());
+  app.addHook('onClose', async () => {
+    stopPruning();
+    unlock();
+  });
   const address = await app.listen({ host: config.host, port: config.port });
   app.log.info(
     { address, concurrency: config.concurrency, command: config.command, logDir: config.logDir, frontend: config.frontendUrl ?? null, adopted },

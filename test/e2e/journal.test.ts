@@ -104,6 +104,21 @@ describe('the journal', () => {
   });
 });
 
+describe('one service per state folder', () => {
+  it('refuses to start a second service on a state folder a live one uses, and takes over a stale lock', async () => {
+    const { env, dir } = await noFrontendEnv();
+    const first = track(await startService(env));
+    const second = spawn(process.execPath, [cliPath], { env: { PATH: process.env.PATH, TASKD_PORT: '0', ...env, TASKD_LOG_DIR: path.join(dir, 'other-logs') }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    second.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    expect(await new Promise((resolve) => second.on('exit', resolve))).toBe(1);
+    expect(stderr).toBe(`aegir-taskd: could not start: another aegir-taskd (pid ${first.child.pid}) uses the state folder ${path.join(dir, 'state')}; give each instance its own TASKD_STATE_DIR\n`);
+    await kill(first);
+    // SIGKILL left the lock behind; its process is gone, so the next start takes it over.
+    track(await startService(env));
+  });
+});
+
 describe('re-adoption asks Aegir', () => {
   it('leaves alone a live child whose nid Aegir does not show processing, and holds no lane for it', async () => {
     const sim = new FakeFrontend({ key: TEST_KEY });
