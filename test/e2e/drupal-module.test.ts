@@ -84,4 +84,43 @@ describe('the hosting_taskd module and the service together', () => {
     await waitFor(async () => (await task(lost.output.task.nid)).state === 'warning', { timeoutMs: 10_000, what: 'the reconciler to find the lost task' });
     expect(await task(lost.output.task.nid)).toMatchObject({ source: 'reconcile', rid: 502 });
   });
+
+  it('finishes a timed-out task in the real module: error in the task table, the reason in its log', async () => {
+    const db = path.join(await tempDir(), 'aegir.sqlite');
+    const frontendUrl = await serveModule(db);
+    const config = await testConfig({
+      TASKD_SECRET: TEST_SECRET,
+      TASKD_FRONTEND_URL: frontendUrl,
+      TASKD_COMMAND: JSON.stringify(['php', fixture('sqlite-hosting-task.php'), '{nid}']),
+      TASKD_RECONCILE_INTERVAL: '0.3',
+      TASKD_TASK_TIMEOUT: '1',
+      TASKD_KILL_GRACE: '0.5',
+    });
+    const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: 'hang' } });
+    cleanup.push(() => app.close());
+    const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+    const { output } = await enqueue(db, serviceUrl, 503);
+    const nid = output.task.nid;
+    const row = () => {
+      const read = spawnSync('php', ['-r', READ_TASK, db, String(nid)], { encoding: 'utf8' });
+      return JSON.parse(read.stdout) as { task_status: number; vid: number; delta: number | null; log: Array<{ type: string; message: string }> };
+    };
+    await waitFor(() => row().task_status === 2, { timeoutMs: 15_000, what: 'the module to finish the task as an error' });
+    const finished = row();
+    expect(finished.log.at(-1)).toEqual({ type: 'error', message: 'aegir-taskd: drush was killed by SIGTERM after 1 s (TASKD_TASK_TIMEOUT)' });
+    expect(finished.delta).not.toBeNull();
+    await waitFor(async () => (await app.inject({ url: `/v1/tasks/${nid}`, headers: ADMIN })).json().aegirStatus === 2, { what: 'the service to record Aegir\'s status' });
+    expect((await app.inject({ url: `/v1/tasks/${nid}`, headers: ADMIN })).json()).toMatchObject({ state: 'timed_out', aegirStatus: 2 });
+  });
 });
+
+/** The live revision of a task and its log, straight from the SQLite copy of Aegir's tables. */
+const READ_TASK = `
+$pdo = new PDO('sqlite:' . $argv[1]);
+$t = $pdo->prepare('SELECT t.task_status, t.vid, t.delta FROM node n INNER JOIN hosting_task t ON t.vid = n.vid WHERE n.nid = ?');
+$t->execute(array((int) $argv[2]));
+$task = $t->fetch(PDO::FETCH_ASSOC);
+$log = $pdo->prepare('SELECT type, message FROM hosting_task_log WHERE vid = ? ORDER BY lid');
+$log->execute(array($task['vid']));
+echo json_encode(array('task_status' => (int) $task['task_status'], 'vid' => (int) $task['vid'], 'delta' => $task['delta'] === null ? null : (int) $task['delta'], 'log' => $log->fetchAll(PDO::FETCH_ASSOC)));
+`;
