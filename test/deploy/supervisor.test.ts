@@ -212,9 +212,10 @@ describe('the supervisor program, under a real supervisord', () => {
       expect(s.ctl('start', 'aegir-taskd').output).toMatch(/aegir-taskd: started/);
       await waitFor(isReady, { timeoutMs: 20_000, what: 'the service started again' });
       expect((await api('GET', '/v1/tasks/103', token)).json()).toMatchObject({ state: 'running', source: 'adopted', lane: 'rid:2' });
-      // 102 was queued in memory only, and Aegir is not there to list it again: the stop lost it, as
-      // a restart does without the journal. Queued again, it waits for its site like 104.
-      expect((await api('POST', '/v1/tasks', token, { nid: 102, rid: 1 })).status).toBe(202);
+      // 102 was queued while no frontend could list it again: the journal brought it back through the
+      // stop, still waiting for its site; sent again it is a duplicate.
+      expect((await api('GET', '/v1/tasks/102', token)).json()).toMatchObject({ state: 'queued', lane: 'rid:1', waitingFor: { reason: 'lane_busy', nid: 101 } });
+      expect((await api('POST', '/v1/tasks', token, { nid: 102, rid: 1 })).json()).toMatchObject({ duplicate: true, state: 'queued' });
       expect((await api('POST', '/v1/tasks', token, { nid: 104, rid: 2 })).status).toBe(202);
 
       // Both long tasks were alive through all of it; let them end now.
