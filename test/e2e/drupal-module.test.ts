@@ -47,6 +47,22 @@ async function enqueue(db: string, serviceUrl: string, rid: number) {
   return { status, output: JSON.parse(stdout.trim()) as { task: { nid: number; rid: number }; webhooks: Array<{ code: number }> } };
 }
 
+/** A fresh SQLite Aegir served by the real module, and a service wired to it whose hosting-task ends with finalStatus. */
+async function serviceOverModule(finalStatus: string, env: Record<string, string> = {}) {
+  const db = path.join(await tempDir(), 'aegir.sqlite');
+  const frontendUrl = await serveModule(db);
+  const config = await testConfig({
+    TASKD_SECRET: TEST_SECRET,
+    TASKD_FRONTEND_URL: frontendUrl,
+    TASKD_COMMAND: JSON.stringify(['php', fixture('sqlite-hosting-task.php'), '{nid}']),
+    TASKD_RECONCILE_INTERVAL: '0.3',
+    ...env,
+  });
+  const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: finalStatus } });
+  cleanup.push(() => app.close());
+  return { db, app };
+}
+
 describe('the hosting_taskd module and the service together', () => {
   it("takes the module's own answer for an unknown nid as 'no such task'", async () => {
     const db = path.join(await tempDir(), 'aegir.sqlite');
@@ -58,16 +74,7 @@ describe('the hosting_taskd module and the service together', () => {
 
   it('the module webhook runs the task, and the outcome comes back through the module task endpoint', async () => {
     expect(spawnSync('php', ['--version']).status, 'php must be installed: bash .ci/install-php').toBe(0);
-    const db = path.join(await tempDir(), 'aegir.sqlite');
-    const frontendUrl = await serveModule(db);
-    const config = await testConfig({
-      TASKD_SECRET: TEST_SECRET,
-      TASKD_FRONTEND_URL: frontendUrl,
-      TASKD_COMMAND: JSON.stringify(['php', fixture('sqlite-hosting-task.php'), '{nid}']),
-      TASKD_RECONCILE_INTERVAL: '0.3',
-    });
-    const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: '3' } });
-    cleanup.push(() => app.close());
+    const { db, app } = await serviceOverModule('3');
     const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
     const task = async (nid: number) => (await app.inject({ url: `/v1/tasks/${nid}`, headers: ADMIN })).json();
 
@@ -86,18 +93,7 @@ describe('the hosting_taskd module and the service together', () => {
   });
 
   it('finishes a timed-out task in the real module: error in the task table, the reason in its log', async () => {
-    const db = path.join(await tempDir(), 'aegir.sqlite');
-    const frontendUrl = await serveModule(db);
-    const config = await testConfig({
-      TASKD_SECRET: TEST_SECRET,
-      TASKD_FRONTEND_URL: frontendUrl,
-      TASKD_COMMAND: JSON.stringify(['php', fixture('sqlite-hosting-task.php'), '{nid}']),
-      TASKD_RECONCILE_INTERVAL: '0.3',
-      TASKD_TASK_TIMEOUT: '1',
-      TASKD_KILL_GRACE: '0.5',
-    });
-    const app: FastifyInstance = await buildApp({ config, defaultMetrics: false, env: { ...process.env, HOSTING_TASKD_DB: db, FINAL_STATUS: 'hang' } });
-    cleanup.push(() => app.close());
+    const { db, app } = await serviceOverModule('hang', { TASKD_TASK_TIMEOUT: '1', TASKD_KILL_GRACE: '0.5' });
     const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
     const { output } = await enqueue(db, serviceUrl, 503);
     const nid = output.task.nid;
