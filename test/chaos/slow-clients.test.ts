@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { tempDir, waitFor } from '../helpers.js';
+import { ADMIN, tempDir, waitFor } from '../helpers.js';
 import { startService, type ServiceProcess } from '../e2e/service-process.js';
 import { FOLLOWERS, SLOW_CLIENTS, cpuMs, descriptors, printSummaryAfterAll, rssKiB, summary } from './chaos.js';
 
@@ -115,7 +115,7 @@ describe('slow and long-lived clients', () => {
       ['--shutdown-grace', '1'],
     );
     const post = async (path: string, body?: unknown) => {
-      const response = await request(`${s.url}${path}`, body === undefined ? { method: 'POST' } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      const response = await request(`${s.url}${path}`, body === undefined ? { method: 'POST', headers: ADMIN } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...ADMIN } });
       await response.body.dump();
       return response.statusCode;
     };
@@ -123,7 +123,7 @@ describe('slow and long-lived clients', () => {
     expect(await post('/v1/tasks', { nid: 1, rid: 1 })).toBe(202);
     const baselineFds = await descriptors(s.pid);
     const baselineRss = await rssKiB(s.pid);
-    const follow = (nid: number) => client(s.port, `GET /v1/tasks/${nid}/log?follow=1 HTTP/1.1\r\nhost: taskd\r\n\r\n`);
+    const follow = (nid: number) => client(s.port, `GET /v1/tasks/${nid}/log?follow=1 HTTP/1.1\r\nhost: taskd\r\nauthorization: ${ADMIN.authorization}\r\n\r\n`);
     const followers = await openAll(FOLLOWERS, () => follow(1));
     await waitFor(() => followers.every((c) => c.headersAt !== null), { timeoutMs: 15_000, what: 'every follower to get its headers' });
     const headersIn = Math.max(...followers.map((c) => c.headersAt! - c.connectedAt!));
@@ -146,7 +146,7 @@ describe('slow and long-lived clients', () => {
     expect(await post('/v1/tasks', { nid: 2, rid: 2 })).toBe(202);
     expect(await post('/v1/tasks', { nid: 3, rid: 2 })).toBe(202);
     const runner = await waitFor(async () => {
-      const view = (await (await request(`${s.url}/v1/tasks/2`)).body.json()) as { state: string; pid: number | null };
+      const view = (await (await request(`${s.url}/v1/tasks/2`, { headers: ADMIN })).body.json()) as { state: string; pid: number | null };
       return view.state === 'running' && view.pid ? view : null;
     });
     groups.push(runner.pid!);
@@ -179,11 +179,11 @@ describe('slow and long-lived clients', () => {
       TASKD_MAX_STREAMS: String(FOLLOWERS),
       TASKD_MAX_STREAMS_PER_TASK: String(FOLLOWERS),
     });
-    const response = await request(`${s.url}/v1/tasks`, { method: 'POST', body: JSON.stringify({ nid: 9, rid: 9 }), headers: { 'content-type': 'application/json' } });
+    const response = await request(`${s.url}/v1/tasks`, { method: 'POST', body: JSON.stringify({ nid: 9, rid: 9 }), headers: { 'content-type': 'application/json', ...ADMIN } });
     expect(response.statusCode).toBe(202);
     await response.body.dump();
     const task = await waitFor(async () => {
-      const view = (await (await request(`${s.url}/v1/tasks/9`)).body.json()) as { state: string; pid: number | null };
+      const view = (await (await request(`${s.url}/v1/tasks/9`, { headers: ADMIN })).body.json()) as { state: string; pid: number | null };
       return view.state === 'running' && view.pid ? view : null;
     });
     groups.push(task.pid!);
@@ -191,7 +191,7 @@ describe('slow and long-lived clients', () => {
     const startedAt = Date.now();
     for (let i = 0; i < FOLLOWERS; i += 100) {
       const batch = Array.from({ length: Math.min(100, FOLLOWERS - i) }, (_, j) => {
-        const c = client(s.port, 'GET /v1/tasks/9/log?follow=1 HTTP/1.1\r\nhost: taskd\r\n\r\n');
+        const c = client(s.port, `GET /v1/tasks/9/log?follow=1 HTTP/1.1\r\nhost: taskd\r\nauthorization: ${ADMIN.authorization}\r\n\r\n`);
         // Gone before the answer, during its first reads, or a little later.
         setTimeout(() => c.socket.destroy(), (i + j) % 7 === 0 ? 0 : ((i + j) % 5) * 3);
         return c;
