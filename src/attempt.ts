@@ -1,6 +1,6 @@
 import type { Config } from './config.js';
-import { AegirStatus, frontendErrorKind, type Frontend } from './frontend.js';
-import type { Metrics } from './metrics.js';
+import { AegirStatus, type Frontend } from './frontend.js';
+import { countFrontendError, type Metrics } from './metrics.js';
 import { startRun, type RunResult, type StartedRun } from './runner.js';
 import type { WarmGates } from './start-gate.js';
 import { endStateFromAegir, laneKeyFor, type WriteBackCause, type EndState, type Logger, type Orphan, type Task } from './task.js';
@@ -48,9 +48,6 @@ export type EndVerdict = Extract<AttemptVerdict, { kind: 'end' }>;
 
 const end = (state: EndState, endedAt: number, message: string | null): EndVerdict => ({ kind: 'end', state, endedAt, message });
 
-export function countFrontendError(metrics: Metrics, operation: string, error: unknown): void {
-  metrics.frontendErrors.inc({ operation, kind: frontendErrorKind(error) });
-}
 
 /**
  * One attempt's life: confirm with Aegir that the task is still queued, start it through the

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from './errors.js';
-import type { FrontendErrorKind } from './frontend.js';
+import { frontendErrorKind, type FrontendErrorKind } from './frontend.js';
 import { ACTIVE_STATES, TASK_STATES, WRITE_BACK_CAUSES } from './task.js';
 
 export interface SchedulerGauges {
@@ -113,3 +113,8 @@ export function createMetrics(readGauges: () => SchedulerGauges, withDefaults = 
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Counts a failed call to the frontend under its operation and the kind of failure. */
+export function countFrontendError(metrics: Metrics, operation: string, error: unknown): void {
+  metrics.frontendErrors.inc({ operation, kind: frontendErrorKind(error) });
+}

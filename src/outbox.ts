@@ -1,7 +1,7 @@
 import path from 'node:path';
 import Queue from 'better-queue';
-import { frontendErrorKind, type FinishAnswer, type Frontend } from './frontend.js';
-import type { Metrics } from './metrics.js';
+import type { FinishAnswer, Frontend } from './frontend.js';
+import { countFrontendError, type Metrics } from './metrics.js';
 import { FileStore } from './outbox-store.js';
 import type { Logger, WriteBackCause } from './task.js';
 
@@ -108,7 +108,7 @@ export class WriteBackOutbox {
         const delay = Math.min(1000 * 2 ** (this.#failures - 1), this.#maxBackoffMs);
         this.#holdUntil = Date.now() + delay;
         metrics.writeBacks.inc({ cause: writeBack.cause, result: 'retry' });
-        metrics.frontendErrors.inc({ operation: 'finish', kind: frontendErrorKind(error) });
+        countFrontendError(metrics, 'finish', error);
         log.warn({ nid: writeBack.nid, err: (error as Error).message, retryInMs: delay }, 'could not finish the task in Aegir; retrying');
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);

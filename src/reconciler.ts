@@ -1,5 +1,5 @@
-import { AegirStatus, frontendErrorKind, readQueueListing, type AegirTask, type Frontend, type QueueListing } from './frontend.js';
-import type { Metrics } from './metrics.js';
+import { AegirStatus, readQueueListing, type AegirTask, type Frontend, type QueueListing } from './frontend.js';
+import { countFrontendError, type Metrics } from './metrics.js';
 import { endStateFromAegir, type Logger, type Task, type TaskSubmission } from './task.js';
 import type { TaskRegistry } from './task-registry.js';
 
@@ -210,7 +210,7 @@ export class Reconciler {
       this.consecutiveFailures += 1;
       this.lastError = (error as Error).message;
       metrics.reconcileRuns.inc({ result: 'error' });
-      metrics.frontendErrors.inc({ operation: 'reconcile', kind: frontendErrorKind(error) });
+      countFrontendError(metrics, 'reconcile', error);
       log.warn({ err: this.lastError, failures: this.consecutiveFailures }, 'reconcile failed');
       this.#tell((o) => o.unavailable(this.lastError!));
       throw error;
@@ -258,7 +258,7 @@ export class Reconciler {
       } catch (error) {
         const failures = (this.#failedLookups.get(task) ?? 0) + 1;
         this.#failedLookups.set(task, failures);
-        metrics.frontendErrors.inc({ operation: 'outcome', kind: frontendErrorKind(error) });
+        countFrontendError(metrics, 'outcome', error);
         log.warn({ nid: task.nid, failures, err: (error as Error).message }, failures >= MAX_OUTCOME_LOOKUPS ? 'gave up reading the outcome from Aegir' : 'could not read the outcome from Aegir');
       }
     }

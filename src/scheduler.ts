@@ -1,10 +1,10 @@
 import { adoptChild, type AdoptionRecord, type AdoptionResult, type AdoptionTarget } from './adoption.js';
 import { Admission, waitingForVerdict, type WaitingFor } from './admission.js';
-import { Attempt, countFrontendError, type AttemptContext, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
+import { Attempt, type AttemptContext, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import type { Config } from './config.js';
 import { AegirStatus, type AegirTask, type Frontend } from './frontend.js';
 import { LaneQueue } from './lane-queue.js';
-import type { Metrics } from './metrics.js';
+import { countFrontendError, type Metrics } from './metrics.js';
 import { applyListing, correctOutcome, unconfirmedOutcomes, type ListingTarget, type ReconcileReport } from './reconciler.js';
 import { childEnvironment } from './runner.js';
 import { spawnGate, WarmGates } from './start-gate.js';
