@@ -123,8 +123,14 @@ export function logLevel() {
  * bench can ask it for a full garbage collection (see collectGarbage).
  */
 export async function startTaskd({ workDir, name, secret, settings = {}, inspect = false }) {
-  const logDir = path.join(workDir, `${name}-task-logs`);
-  const logFile = path.join(workDir, `${name}.log`);
+  // Every start gets folders of its own: a second round of the same measurement must not restore the
+  // first round's journal (its queued nids would answer as duplicates, and its queue would be restored).
+  let run = 1;
+  while (fs.existsSync(path.join(workDir, `${name}${run === 1 ? '' : `-${run}`}-task-logs`))) run += 1;
+  const base = `${name}${run === 1 ? '' : `-${run}`}`;
+  const logDir = path.join(workDir, `${base}-task-logs`);
+  const logFile = path.join(workDir, `${base}.log`);
+  fs.mkdirSync(logDir, { recursive: true });
   const port = await freePort();
   const inspectPort = inspect ? await freePort() : null;
   const env = taskdEnvironment({
