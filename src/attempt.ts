@@ -18,8 +18,8 @@ export interface AttemptContext {
   retryDelaysMs: readonly number[];
   /** True once the service is closing: from then on nothing starts. */
   closing(): boolean;
-  /** Writes the task's state to the journal; false when it could not (logged there), and the attempt goes on. */
-  persist(task: Task): boolean;
+  /** Writes the task's state to the journal; resolves false when it could not (logged there), and the attempt goes on. */
+  persist(task: Task): Promise<boolean>;
 }
 
 /**
@@ -88,8 +88,9 @@ export class Attempt {
     task.attempts += 1;
     task.exitCode = null;
     task.signal = null;
-    // Before the hand-off: after a crash, a starting task with no pid file is known never to have run.
-    ctx.persist(task);
+    // Written with this turn's group, which may be after the hand-off: recovery reads a starting or
+    // queued task without a pid file as never run, and one with a pid file as started by this journal.
+    void ctx.persist(task);
     let run: StartedRun;
     try {
       run = await startRun(

@@ -136,10 +136,12 @@ export interface JournalOptions {
 
 /**
  * The queue's way back after a restart: an append-only file of task snapshots, one JSON line per
- * change that matters (accepted, starting, back in the queue, ended). Appends are synchronous, so a
- * record is in the kernel before the intake that caused it is answered; the queue itself is never
- * read from here. Compaction rewrites it atomically from the live state, so its size follows the
- * queue and the history, not the uptime.
+ * change that matters (accepted, starting, back in the queue, ended); the queue itself is never read
+ * from here. Records are committed in groups: what one turn of the event loop records goes to the
+ * kernel in one write (and one fdatasync in fsync mode), right after that turn's callbacks, and an
+ * intake is answered once `committed()` says its record got there. A task may start before that:
+ * it waits for nothing but its slot. Compaction rewrites the file atomically from the live state, so
+ * its size follows the queue and the history, not the uptime.
  */
 export class Journal {
   readonly file: string;
@@ -151,6 +153,10 @@ export class Journal {
   #compactPending = false;
   /** Off until start-up has restored everything: a compaction before that would lose what is not back yet. */
   #compacting = false;
+  #pending: string[] = [];
+  #waiters: Array<{ resolve: () => void; reject: (error: JournalWriteError) => void }> = [];
+  #flushScheduled = false;
+  readonly #flushSoon = () => this.flush();
 
   constructor(options: JournalOptions) {
     this.#options = options;
@@ -169,12 +175,37 @@ export class Journal {
     return this.#bytes;
   }
 
-  /** Hands one entry to the kernel (and to the disk in fsync mode); throws JournalWriteError when it cannot. */
+  /** Adds one entry to this turn's group; `committed()` tells when it is in the kernel (or on the disk in fsync mode). */
   record(task: Task, stuck = false): void {
-    const line = Buffer.from(`${JSON.stringify(stuck ? { task, stuck } : { task })}\n`);
+    this.#pending.push(`${JSON.stringify(stuck ? { task, stuck } : { task })}\n`);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // setImmediate runs after every callback of this turn's poll phase: the requests read together are written together.
+      setImmediate(this.#flushSoon);
+    }
+  }
+
+  /** Resolves once everything recorded so far has been written; rejects with JournalWriteError when that write failed. */
+  committed(): Promise<void> {
+    if (this.#pending.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Writes the group now: one write for every record since the last one. */
+  flush(): void {
+    this.#flushScheduled = false;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    if (this.#pending.length === 0) {
+      for (const waiter of waiters) waiter.resolve();
+      return;
+    }
+    const lines = this.#pending;
+    this.#pending = [];
+    const data = Buffer.from(lines.length === 1 ? lines[0]! : lines.join(''));
     try {
       // A nearly full disk takes part of a write and refuses the rest: loop, then fail on the refusal.
-      for (let written = 0; written < line.length; ) written += fs.writeSync(this.#fd, line, written);
+      for (let written = 0; written < data.length; ) written += fs.writeSync(this.#fd, data, written);
       if (this.#options.mode === 'fsync') fs.fdatasyncSync(this.#fd);
     } catch (error) {
       // Cut the part that did get in, or every later record would follow a torn line.
@@ -183,12 +214,17 @@ export class Journal {
       } catch {
         /* the next start reads a torn last line, which it ignores */
       }
-      throw new JournalWriteError(error as Error);
+      const failure = new JournalWriteError(error as Error);
+      // Every record is a whole snapshot of its task: the next change of each task that does get written repairs the file.
+      this.#options.log.error({ err: failure.message, records: lines.length, file: this.file }, 'could not write to the journal');
+      for (const waiter of waiters) waiter.reject(failure);
+      return;
     }
-    this.#bytes += line.length;
+    this.#bytes += data.length;
+    for (const waiter of waiters) waiter.resolve();
     if (this.#compacting && this.#bytes >= this.#compactAt && !this.#compactPending) {
       this.#compactPending = true;
-      // Not in the request that crossed the line: its answer must not wait for a rewrite.
+      // Not in the turn that crossed the line: the answers waiting for this group must not wait for a rewrite.
       setImmediate(() => this.compact());
     }
   }
@@ -196,6 +232,8 @@ export class Journal {
   /** Rewrites the journal from the live state: a new file renamed over the old one, so a crash leaves one or the other. */
   compact(): void {
     this.#compactPending = false;
+    // What is pending is in the live state the rewrite is made from; writing it first keeps its waiters' answers honest.
+    this.flush();
     let text = '';
     for (const { task, stuck } of this.#options.snapshot()) text += `${JSON.stringify(stuck ? { task, stuck } : { task })}\n`;
     try {
@@ -221,6 +259,7 @@ export class Journal {
   }
 
   close(): void {
+    this.flush();
     fs.closeSync(this.#fd);
   }
 }

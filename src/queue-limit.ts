@@ -7,7 +7,7 @@ import type { Scheduler } from './scheduler.js';
  * queues it once there is room. A nid already queued or running is not new and still answers as a
  * duplicate.
  */
-export function refuseWhenQueueFull(scheduler: Pick<Scheduler, 'isActive' | 'stats'>, maxQueued: number, nid: number): void {
+export function refuseWhenQueueFull(scheduler: Pick<Scheduler, 'isActive' | 'queuedCount'>, maxQueued: number, nid: number): void {
   if (scheduler.isActive(nid)) return;
-  if (scheduler.stats().queued >= maxQueued) throw new TaskdError('QUEUE_FULL');
+  if (scheduler.queuedCount >= maxQueued) throw new TaskdError('QUEUE_FULL');
 }

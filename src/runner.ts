@@ -40,7 +40,7 @@ export interface RunSpec {
    * removed; answering false keeps the run files (the exit could not be recorded, and they are the
    * evidence that the command ran).
    */
-  onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => boolean | void) | undefined;
+  onExit?: ((exit: { commandRan: boolean; exitCode: number | null; signal: string | null }) => boolean | void | Promise<boolean>) | undefined;
 }
 
 /**
@@ -335,7 +335,7 @@ export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Pr
     // of an earlier attempt with another pid).
     const commandRan = pid !== null && (await readPidFile(pidFile))?.pid === pid;
     // Recorded while the pid file still says the command ran: a crash from here on cannot make it look unstarted.
-    const recorded = spec.onExit?.({ commandRan, exitCode: result.exitCode ?? null, signal: result.signal ?? null }) !== false;
+    const recorded = (await spec.onExit?.({ commandRan, exitCode: result.exitCode ?? null, signal: result.signal ?? null })) !== false;
     // A failed clean-up must not lose the outcome; the next start removes stale files anyway.
     if (recorded) await Promise.all([fs.rm(pidFile, { force: true }), fs.rm(runFile, { force: true })]).catch(() => undefined);
     const spawnFailed = pid === null || (result.exitCode === undefined && result.signal === undefined);

@@ -55,9 +55,11 @@ export interface WriteBackSink {
   push(writeBack: WriteBackRequest & { nid: number }): void;
 }
 
-/** What the scheduler writes to: a task as it is now, and whether it is stuck. */
+/** What the scheduler writes to: a task as it is now, and whether it is stuck; records are written in groups. */
 export interface TaskJournal {
   record(task: Task, stuck?: boolean): void;
+  /** Resolves once every record so far has been written; rejects (JournalWriteError) when that write failed. */
+  committed(): Promise<void>;
 }
 
 type EndVerdict = Extract<AttemptVerdict, { kind: 'end' }>;
@@ -109,7 +111,7 @@ export class Scheduler {
       log: options.log,
       retryDelaysMs: options.retryDelaysMs ?? [5_000, 20_000],
       closing: () => this.#admission.closing,
-      persist: (task) => this.#persist(task),
+      persist: (task) => this.#persistAndConfirm(task),
     };
     this.#adoption = {
       registry: this.#registry,
@@ -176,13 +178,35 @@ export class Scheduler {
       },
       now,
     );
-    // Accepted only once it is in the journal: this throws JournalWriteError, and nothing is queued.
+    // Accepted once it is in the journal: the intake answers after committed(), which withdraws it if the write failed.
     this.#journal?.record(task);
     this.#registry.activate(task);
     this.#metrics.tasksReceived.inc({ source: input.source });
     this.#enqueue(task);
     this.#pump();
     return { task, duplicate: false };
+  }
+
+  /**
+   * Resolves once what submit() recorded is in the journal. When the write failed, the JournalWriteError
+   * is thrown and `accepted`, the task that submit() has just made, is withdrawn as if it had never
+   * come (the intake answers 503 and the sender, or the reconciler, sends it again), unless it has
+   * already started: then it runs, and is answered for as accepted. A duplicate passes no task: it
+   * was accepted before, and stays.
+   */
+  async committed(accepted?: Task): Promise<void> {
+    if (!this.#journal) return;
+    try {
+      await this.#journal.committed();
+    } catch (error) {
+      const task = accepted;
+      if (!task) throw error;
+      if (task.state !== 'queued' || !this.#registry.isCurrent(task) || task.attempts > 0) return;
+      this.#awaitingLane.delete(task);
+      this.#lanes.drop(task);
+      this.#registry.withdraw(task);
+      throw error;
+    }
   }
 
   /** Places a queued task in its lane, or has its rid looked up first. */
@@ -298,6 +322,11 @@ export class Scheduler {
   /** Running, then queued, then ended (newest first); stops as soon as it has `limit`. */
   list(state?: TaskState, limit = 100): Task[] {
     return this.#registry.list(state, limit);
+  }
+
+  /** Queued tasks, without the rest of stats(): the intake asks on every request. */
+  get queuedCount(): number {
+    return this.#registry.queuedCount;
   }
 
   stats() {
@@ -611,16 +640,19 @@ export class Scheduler {
     this.#persist(task, this.#registry.isStuck(nid));
   }
 
-  /** Journals a change after the fact: the change stands whether or not the write works, so a failure is only logged. */
-  #persist(task: Task, stuck = false): boolean {
-    if (!this.#journal) return true;
-    try {
-      this.#journal.record(task, stuck);
-      return true;
-    } catch (error) {
-      this.#log.error({ nid: task.nid, state: task.state, err: (error as Error).message }, 'could not write the task to the journal');
-      return false;
-    }
+  /** Journals a change after the fact: the change stands whether or not the write works (a failure is logged by the journal). */
+  #persist(task: Task, stuck = false): void {
+    this.#journal?.record(task, stuck);
+  }
+
+  /** Journals a change and answers whether it got written, for a caller that must not go on without it. */
+  #persistAndConfirm(task: Task): Promise<boolean> {
+    if (!this.#journal) return Promise.resolve(true);
+    this.#journal.record(task);
+    return this.#journal.committed().then(
+      () => true,
+      () => false,
+    );
   }
 
   #notifyIfIdle(): void {

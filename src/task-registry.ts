@@ -65,6 +65,12 @@ export class TaskRegistry {
     this.#active.set(task.nid, task);
   }
 
+  /** Forgets an active task that was never accepted (its journal record could not be written): no history, no trace. */
+  withdraw(task: Task): void {
+    this.slots.delete(task);
+    if (this.#active.get(task.nid) === task) this.#active.delete(task.nid);
+  }
+
   /** Moves an active task to the history, dropping the oldest ended task beyond the bound. */
   retire(task: Task): void {
     this.slots.delete(task);

@@ -87,6 +87,7 @@ describe('Journal', () => {
       journal.record(t);
       if (round % 50 === 0) await new Promise((r) => setImmediate(r));
     }
+    await journal.committed();
     await new Promise((r) => setImmediate(r));
     const size = (await fs.stat(file)).size;
     expect(size).toBeLessThan(3 * 4_096);
@@ -94,16 +95,47 @@ describe('Journal', () => {
     expect(byNid(readJournal(file).entries.map((e) => [e.task.nid, e.task.attempts]))).toEqual(byNid([...live.values()].map((t) => [t.nid, t.attempts])));
     // Appends after a compaction go to the new file.
     journal.record(task(99));
+    await journal.committed();
     expect(readJournal(file).entries.at(-1)?.task.nid).toBe(99);
     journal.close();
   });
 
-  it('throws JournalWriteError when the record cannot be handed to the kernel (a full disk)', async () => {
+  it('rejects committed() with JournalWriteError when the group cannot be handed to the kernel (a full disk)', async () => {
     const dir = await tempDir();
     await fs.symlink('/dev/full', path.join(dir, JOURNAL_FILE));
     const { journal } = await journalIn(dir);
-    expect(() => journal.record(task(1))).toThrow(JournalWriteError);
-    expect(() => journal.record(task(1))).toThrow(/ENOSPC/);
+    journal.record(task(1));
+    const first = journal.committed();
+    await expect(first).rejects.toThrow(JournalWriteError);
+    await expect(first).rejects.toThrow(/ENOSPC/);
+    journal.record(task(2));
+    await expect(journal.committed()).rejects.toThrow(JournalWriteError);
     journal.close();
+  });
+
+  it('writes what one turn recorded together, after the turn, and resolves committed() only then', async () => {
+    const { journal, file } = await journalIn();
+    await expect(journal.committed()).resolves.toBeUndefined();
+    journal.record(task(1));
+    journal.record(task(2));
+    const committed = journal.committed();
+    // Still this turn: nothing is in the file, and nobody has been told it is.
+    expect(readJournal(file).lines).toBe(0);
+    let told = false;
+    void committed.then(() => {
+      told = true;
+    });
+    await Promise.resolve();
+    expect(told).toBe(false);
+    await committed;
+    expect(readJournal(file).entries.map((e) => e.task.nid)).toEqual([1, 2]);
+    journal.close();
+  });
+
+  it('writes what is pending when it closes', async () => {
+    const { journal, file } = await journalIn();
+    journal.record(task(7));
+    journal.close();
+    expect(readJournal(file).entries.map((e) => e.task.nid)).toEqual([7]);
   });
 });

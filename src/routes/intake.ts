@@ -86,6 +86,8 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
         source: intake.signed ? 'webhook' : 'operator',
         confirmedAt: intake.signed ? Date.now() : null,
       });
+      // Answered only once its record (or a duplicate's change) is written: JournalWriteError → 503.
+      await scheduler.committed(duplicate ? undefined : task);
       if (intake.msgId !== null) replay.remember(intake.msgId, task.nid);
       if (duplicate) return reply.code(200).send({ nid: task.nid, state: task.state, duplicate: true });
       return reply.code(202).send({ nid: task.nid, state: task.state });

@@ -191,6 +191,9 @@ describe('the journal under SIGKILL, compaction and a full disk (no frontend)', 
       }
     }
     expect(code).toBe('TASKD_ERR_JOURNAL_UNAVAILABLE');
+    // A refused task was withdrawn, not left queued behind its 503: the live queue is what was accepted.
+    const liveDepth = ((await (await fetch(`${service.url}/v1/queue`, { headers: bearer })).json()) as { depth: number }).depth;
+    expect(liveDepth).toBe(accepted.size);
     service.child.kill('SIGKILL');
     await service.exited;
     // Back on the same full disk: every task answered 202 comes back, then runs once.
