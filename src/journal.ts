@@ -231,9 +231,11 @@ export class Journal {
 
   /** Rewrites the journal from the live state: a new file renamed over the old one, so a crash leaves one or the other. */
   compact(): void {
-    this.#compactPending = false;
-    // What is pending is in the live state the rewrite is made from; writing it first keeps its waiters' answers honest.
+    // What is pending is in the live state the rewrite is made from; writing it first keeps its
+    // waiters' answers honest (and, with the flag still up, schedules no second compaction).
+    this.#compactPending = true;
     this.flush();
+    this.#compactPending = false;
     let text = '';
     for (const { task, stuck } of this.#options.snapshot()) text += `${JSON.stringify(stuck ? { task, stuck } : { task })}\n`;
     try {
