@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { readOutcome, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import { AegirStatus, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
-import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath } from './runner.js';
-import { newTask, type EndState, type Logger, type Task } from './task.js';
+import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath, signalGroup } from './runner.js';
+import { laneKeyFor, newTask, type EndState, type Logger, type Task } from './task.js';
 import type { TaskRegistry } from './task-registry.js';
 
 export interface AdoptionRecord {
@@ -31,11 +31,16 @@ export interface AdoptionTarget {
   log: Logger;
   logDir: string;
   pollMs: number;
+  /** TASKD_TASK_TIMEOUT and TASKD_KILL_GRACE: an adopted run is held to them as one started here is, from its own start time. */
+  timeoutMs: number;
+  killGraceMs: number;
   /** Shows a task as running and holding its lane, with no attempt of ours behind it. */
   holdRunning(task: Task): void;
   finish(task: Task, verdict: Extract<AttemptVerdict, { kind: 'end' }>): void;
   /** Calls tick every ms until cancelled (or until the scheduler closes); cancel answers false once it was cancelled. */
   repeat(ms: number, tick: () => void): { cancel(): boolean };
+  /** Calls fn once after ms, unless the scheduler closes first. */
+  later(ms: number, fn: () => void): void;
 }
 
 
@@ -136,7 +141,7 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
       type: record.type ?? null,
       vid: record.vid ?? null,
       changed: record.changed ?? null,
-      lane: record.lane ?? (record.rid != null ? `rid:${record.rid}` : `nid:${record.nid}`),
+      lane: record.lane ?? laneKeyFor(record.rid, record.nid),
       state: 'running',
       source: 'adopted',
       receivedAt: record.receivedAt ?? record.startedAt,
@@ -150,22 +155,35 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
   );
   target.holdRunning(task);
   target.log.info({ nid: task.nid, pid: record.pid, lane: task.lane }, 're-adopted a running task');
-  // Not our child, so there is no exit event to wait for: look every so often.
+  // Not our child, so there is no exit event to wait for: look every so often, and hold it to the
+  // task timeout as the runner holds its own (SIGTERM to the group, SIGKILL after the grace).
+  const deadline = record.startedAt + target.timeoutMs;
+  let timedOut = false;
   const poll = target.repeat(target.pollMs, () => {
     void isRunning(record.pid).then((running) => {
-      if (running || !poll.cancel()) return;
-      void finishAdopted(target, task);
+      if (running) {
+        if (!timedOut && Date.now() >= deadline) {
+          timedOut = true;
+          target.log.warn({ nid: task.nid, pid: record.pid, timeoutSeconds: target.timeoutMs / 1000 }, 'a re-adopted task outlived TASKD_TASK_TIMEOUT: stopping its process group');
+          signalGroup(record.pid, 'SIGTERM');
+          target.later(target.killGraceMs, () => signalGroup(record.pid, 'SIGKILL'));
+        }
+        return;
+      }
+      if (!poll.cancel()) return;
+      void finishAdopted(target, task, timedOut);
     });
   });
   return 'adopted';
 }
 
-async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> {
+async function finishAdopted(target: AdoptionTarget, task: Task, timedOut: boolean): Promise<void> {
   const endedAt = Date.now();
   const pid = task.pid;
   task.pid = null;
   let state: EndState = 'failed';
   let message = task.message;
+  const seconds = target.timeoutMs / 1000;
   let orphan;
   let writeBack: WriteBackRequest | undefined;
   if (target.frontend) {
@@ -175,8 +193,10 @@ async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> 
       task.outcomeConfirmed = true;
       orphan = outcome.orphan;
       if (orphan?.vid != null && pid !== null) {
-        writeBack = { vid: orphan.vid, reason: `aegir-taskd: the re-adopted drush (pid ${pid}) ended without finishing the task`, cause: 'adopted_died' as const };
-        message = 'the re-adopted child ended but Aegir still showed it processing; finishing it in Aegir';
+        writeBack = timedOut
+          ? { vid: orphan.vid, reason: `aegir-taskd: the re-adopted drush (pid ${pid}) was stopped after ${seconds} s (TASKD_TASK_TIMEOUT)`, cause: 'timeout' as const }
+          : { vid: orphan.vid, reason: `aegir-taskd: the re-adopted drush (pid ${pid}) ended without finishing the task`, cause: 'adopted_died' as const };
+        message = timedOut ? `killed after ${seconds}s (TASKD_TASK_TIMEOUT), re-adopted; finishing it in Aegir` : 'the re-adopted child ended but Aegir still showed it processing; finishing it in Aegir';
         orphan = undefined;
       }
       if (outcome.state === 'retry') message = 'Aegir still shows it queued after the re-adopted run';
@@ -187,6 +207,11 @@ async function finishAdopted(target: AdoptionTarget, task: Task): Promise<void> 
   } else {
     task.outcomeConfirmed = false;
     message = 'outcome unknown: the service restarted while this ran, and without TASKD_FRONTEND_URL Aegir cannot be asked';
+  }
+  // Stopped for its timeout, it ends timed out whatever Aegir made of it, as a run of ours would.
+  if (timedOut) {
+    state = 'timed_out';
+    if (!writeBack) message = `killed after ${seconds}s (TASKD_TASK_TIMEOUT), re-adopted`;
   }
   target.finish(task, { kind: 'end', state, endedAt, message, ...(orphan && { orphan }), ...(writeBack && { writeBack }) });
   // After the end is journaled: until then the pid file is the evidence that the command ran.

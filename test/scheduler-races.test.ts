@@ -235,6 +235,30 @@ describe('Scheduler after a restart', () => {
   });
 });
 
+describe('Scheduler: a re-adopted run', () => {
+  it('is held to TASKD_TASK_TIMEOUT from its own start: SIGTERM to its group, SIGKILL after the grace, and it ends timed out', async () => {
+    const { scheduler } = await setup(undefined, { adoptionPollMs: 50 }, { TASKD_TASK_TIMEOUT: '1', TASKD_KILL_GRACE: '0.3' });
+    // Its own group, as a start gate makes one; it ignores SIGTERM, as a drush stuck in a PHP call may.
+    const survivor = spawn('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], { stdio: 'ignore', detached: true });
+    closers.push(async () => {
+      try {
+        process.kill(-survivor.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => survivor.on('exit', (_code, signal) => resolve(signal)));
+    // Started by the last run of the service 0.5 s ago: half a second of its timeout is left.
+    expect(await scheduler.adopt({ nid: 3, pid: survivor.pid!, processStart: await readProcessStartTime(survivor.pid!), startedAt: Date.now() - 500, rid: 7 })).toBe('adopted');
+    expect(scheduler.get(3)).toMatchObject({ state: 'running', lane: 'rid:7' });
+    await settle(200);
+    expect(scheduler.get(3)?.state).toBe('running');
+    expect(await exited).toBe('SIGKILL');
+    await waitFor(() => !scheduler.isActive(3), { timeoutMs: 5_000, what: 'the adopted task to end' });
+    expect(scheduler.get(3)).toMatchObject({ state: 'timed_out', message: 'killed after 1s (TASKD_TASK_TIMEOUT), re-adopted' });
+  });
+});
+
 describe('Reconciler: a listing applied is a reconcile that succeeded', () => {
   it('succeeds although an outcome look-up fails, and gives that nid up after three runs', async () => {
     const frontend = new HeldFrontend();
