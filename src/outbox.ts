@@ -42,6 +42,8 @@ export interface OutboxOptions {
  * - the process function never throws (an async throw would leave its ticket pending);
  * - maxRetries counts attempts and maxTimeout does not stop the work: neither is used;
  * - merge by id ignores a task in flight: a twin pushed meanwhile is delivered after it, harmlessly.
+ * A delivery that fails while others wait goes to the back instead of retrying in place, so one
+ * finish Aegir keeps refusing does not hold every other task processing in Aegir behind it.
  */
 export class WriteBackOutbox {
   readonly #options: OutboxOptions;
@@ -95,6 +97,22 @@ export class WriteBackOutbox {
     this.#queue.destroy();
   }
 
+  /**
+   * Puts a copy at the back and resolves once the store holds it, before this delivery lets go of
+   * its lock: a crash in between keeps both, and the second finish of a revision changes nothing.
+   */
+  #requeue(writeBack: WriteBack): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#queue
+        .push(writeBack)
+        .on('queued', () => resolve(true))
+        .on('failed', (reason) => {
+          this.#options.log.error({ nid: writeBack.nid, reason }, 'the outbox could not put a write-back at its back; retrying it in place');
+          resolve(false);
+        });
+    });
+  }
+
   async #deliver(writeBack: WriteBack): Promise<void> {
     const { frontend, metrics, log, onDone } = this.#options;
     for (;;) {
@@ -110,6 +128,8 @@ export class WriteBackOutbox {
         metrics.writeBacks.inc({ cause: writeBack.cause, result: 'retry' });
         countFrontendError(metrics, 'finish', error);
         log.warn({ nid: writeBack.nid, err: (error as Error).message, retryInMs: delay }, 'could not finish the task in Aegir; retrying');
+        // A copy the store could not take means this one stays, retried in place.
+        if (this.#queue.length > 0 && (await this.#requeue(writeBack))) return;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           this.#wake = () => {

@@ -35,6 +35,8 @@ export class FakeFrontend {
   readonly state: AegirState;
   readonly webhookResults: Array<{ nid: number; status: number | string }> = [];
   fault: Fault | null = null;
+  /** Nids whose finish answers 500, as a PHP fatal in one task's hosting_task_finish-like path would. */
+  readonly failingFinishes = new Set<number>();
   /** False: the listing carries tasks only, as hosting_taskd did before it reported hosting's queues. */
   reportsQueues = true;
   requests = 0;
@@ -155,6 +157,7 @@ export class FakeFrontend {
       if (req.method !== 'POST') return send(405, { error: 'method_not_allowed', message: 'Use POST.' });
       const parsed = z.object({ vid: z.number().int().positive(), reason: z.string().min(1).max(4096) }).safeParse(JSON.parse(raw!.toString('utf8') || 'null'));
       if (!parsed.success) return send(400, { error: 'TASKD_ERR_INVALID_REQUEST', message: parsed.error.issues[0]?.message ?? 'invalid' });
+      if (this.failingFinishes.has(Number(finish[1]))) return send(500, { error: 'internal', message: 'PHP Fatal error in this task' });
       const outcome = this.state.finishByService(Number(finish[1]), parsed.data.vid, parsed.data.reason);
       if (outcome.result === 'not_found') return send(404, MODULE_TASK_NOT_FOUND);
       if (outcome.result === 'conflict') return send(409, { error: 'TASKD_ERR_NOT_PROCESSING', status: outcome.status, vid: outcome.vid });

@@ -16,9 +16,15 @@ declare module 'better-queue' {
     store?: object;
   }
 
+  /** What push() answers: 'queued' once the store holds the task, 'failed' (a reason string) when it could not. */
+  interface Ticket {
+    on(event: 'queued', listener: () => void): this;
+    on(event: 'failed', listener: (reason: string) => void): this;
+  }
+
   class Queue<T> {
     constructor(options: QueueOptions<T>);
-    push(task: T): unknown;
+    push(task: T): Ticket;
     on(event: 'task_finish', listener: (taskId: string, result: unknown) => void): this;
     on(event: 'task_failed', listener: (taskId: string, message: string) => void): this;
     on(event: 'task_retry', listener: (taskId: string, retries: number) => void): this;
