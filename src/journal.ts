@@ -156,6 +156,7 @@ export class Journal {
   #pending: string[] = [];
   #waiters: Array<{ resolve: () => void; reject: (error: JournalWriteError) => void }> = [];
   #flushScheduled = false;
+  #closed = false;
   readonly #flushSoon = () => this.flush();
 
   constructor(options: JournalOptions) {
@@ -177,6 +178,11 @@ export class Journal {
 
   /** Adds one entry to this turn's group; `committed()` tells when it is in the kernel (or on the disk in fsync mode). */
   record(task: Task, stuck = false): void {
+    // After close() its descriptor number may already name another file: nothing more is written.
+    if (this.#closed) {
+      this.#options.log.warn({ nid: task.nid, state: task.state }, 'a change after the journal closed is not journaled');
+      return;
+    }
     this.#pending.push(`${JSON.stringify(stuck ? { task, stuck } : { task })}\n`);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -261,7 +267,9 @@ export class Journal {
   }
 
   close(): void {
+    if (this.#closed) return;
     this.flush();
+    this.#closed = true;
     fs.closeSync(this.#fd);
   }
 }

@@ -132,10 +132,14 @@ describe('Journal', () => {
     journal.close();
   });
 
-  it('writes what is pending when it closes', async () => {
+  it('writes what is pending when it closes, and nothing after', async () => {
     const { journal, file } = await journalIn();
     journal.record(task(7));
     journal.close();
+    expect(readJournal(file).entries.map((e) => e.task.nid)).toEqual([7]);
+    journal.record(task(8));
+    await journal.committed();
+    await new Promise((r) => setImmediate(r));
     expect(readJournal(file).entries.map((e) => e.task.nid)).toEqual([7]);
   });
 });
