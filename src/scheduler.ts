@@ -49,6 +49,8 @@ export interface SchedulerOptions {
   journal?: TaskJournal | undefined;
   /** Where finishes of dead drush runs go, to be sent to Aegir; none: they are listed as orphans. */
   outbox?: WriteBackSink | undefined;
+  /** Told of every change of a task an operator can see (the event stream); must not throw. */
+  onChange?: ((task: Task) => void) | undefined;
 }
 
 export interface WriteBackSink {
@@ -75,6 +77,7 @@ export class Scheduler {
   readonly #registry: TaskRegistry;
   readonly #journal: TaskJournal | undefined;
   readonly #outbox: WriteBackSink | undefined;
+  readonly #onChange: (task: Task) => void;
   readonly #lanes = new LaneQueue<Task>();
   readonly #admission: Admission;
   readonly #attemptContext: AttemptContext;
@@ -98,6 +101,7 @@ export class Scheduler {
     this.#registry = new TaskRegistry(config.historySize);
     this.#journal = options.journal;
     this.#outbox = options.outbox;
+    this.#onChange = options.onChange ?? (() => {});
     this.#admission = new Admission({ limits: config, loadAverage: options.loadAverage, loadRecheckMs: options.gateRecheckMs });
     const childEnv = childEnvironment(options.env);
     this.#attemptContext = {
@@ -110,6 +114,7 @@ export class Scheduler {
       retryDelaysMs: options.retryDelaysMs ?? [5_000, 20_000],
       closing: () => this.#admission.closing,
       persist: (task) => this.#persist(task),
+      changed: (task) => this.#onChange(task),
     };
     this.#adoption = {
       registry: this.#registry,
@@ -181,6 +186,7 @@ export class Scheduler {
     this.#registry.activate(task);
     this.#metrics.tasksReceived.inc({ source: input.source });
     this.#enqueue(task);
+    this.#onChange(task);
     this.#pump();
     return { task, duplicate: false };
   }
@@ -486,6 +492,7 @@ export class Scheduler {
       this.#registry.slots.add(task);
       task.state = 'starting';
       task.message = null;
+      this.#onChange(task);
       this.#admission.recordStart(now);
       const attempt = new Attempt(task, this.#attemptContext);
       this.#attempts.set(task.nid, attempt);
@@ -613,6 +620,7 @@ export class Scheduler {
 
   /** Journals a change after the fact: the change stands whether or not the write works, so a failure is only logged. */
   #persist(task: Task, stuck = false): boolean {
+    this.#onChange(task);
     if (!this.#journal) return true;
     try {
       this.#journal.record(task, stuck);
