@@ -71,7 +71,8 @@ export class EventRing {
     } else {
       this.#slots.push({ at, queuedMax: queued, runningMax: running, queued, running });
     }
-    while (this.#slots.length > 0 && this.#slots[0]!.at < at - this.#spanMs) this.#slots.shift();
+    // The newest slot before the span stays: it holds the counts the span starts with.
+    while (this.#slots.length > 1 && this.#slots[1]!.at < at - this.#spanMs) this.#slots.shift();
   }
 
   ended(sample: EndedSample): void {

@@ -66,7 +66,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   ]) {
     app.post(
       `/v1/queue/${verb}`,
-      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema } } },
+      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
       async () => {
         if (paused) scheduler.pause();
         else scheduler.resume();
@@ -85,7 +85,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
         tags: ['queue'],
         security,
-        response: { 200: reconcileAnswerSchema, 401: errorSchema, 409: errorSchema, 502: errorSchema },
+        response: { 200: reconcileAnswerSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 502: errorSchema },
       },
     },
     async () => {

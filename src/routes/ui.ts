@@ -26,6 +26,9 @@ function loadAssets(): Promise<Map<string, Buffer>> {
   return assets;
 }
 
+/** Whether the dashboard's files have been read (they are, on the first request for it). */
+export const uiAssetsLoaded = (): boolean => assets !== null;
+
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 async function page(reply: FastifyReply, status: number, name: string, values: Record<string, string>) {

@@ -1065,6 +1065,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
@@ -1220,6 +1229,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     resumeQueue: {
@@ -1249,6 +1267,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     reconcile: {
@@ -1271,6 +1298,15 @@ export interface operations {
             };
             /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
