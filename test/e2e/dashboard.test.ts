@@ -9,6 +9,12 @@ import { ADMIN, ADMIN_TOKEN, TEST_KEY, repoRoot, tempDir, waitFor } from '../hel
 import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from './service-process.js';
 
+// The functions given to page.evaluate() run in the page; these are its globals there (the project compiles without the DOM library).
+/* eslint-disable @typescript-eslint/no-explicit-any */
+declare const document: any;
+declare const window: any;
+type HTMLFormElement = any;
+
 /** Debian's Chromium, installed by .ci/install-ui-tools; never a browser a package downloads. */
 const CHROMIUM = process.env.TASKD_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
