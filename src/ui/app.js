@@ -246,7 +246,9 @@ async function refreshTails() {
   for (const t of tasksIn('running')) {
     try {
       const detail = await api('GET', `v1/tasks/${t.nid}?tail=4096`);
-      state.tails.set(t.nid, detail.output.trimEnd().split('\n').slice(-4).join('\n'));
+      // drush's own lines; the service's header of each attempt (its argv) is on the task's page.
+      const lines = detail.output.trimEnd().split('\n').filter((line) => !line.startsWith('--- aegir-taskd: '));
+      state.tails.set(t.nid, lines.slice(-4).join('\n'));
       const pre = document.querySelector(`#running [data-nid="${t.nid}"] .tail`);
       if (pre) pre.textContent = state.tails.get(t.nid);
     } catch {

@@ -10,7 +10,6 @@ import { serviceEnvFor } from '../simulation.js';
 import { startService, type ServiceProcess } from './service-process.js';
 
 // The functions given to page.evaluate() run in the page; these are its globals there (the project compiles without the DOM library).
-/* eslint-disable @typescript-eslint/no-explicit-any */
 declare const document: any;
 declare const window: any;
 type HTMLFormElement = any;
@@ -130,8 +129,13 @@ describe.skipIf(!haveChromium)('the dashboard in a real browser (Debian Chromium
     expect(await waiting.getAttribute('data-reason')).toBe('lane_busy');
     expect(await page.locator('#queued h3').first().textContent()).toContain('rid:1');
     // The last lines of its output on the overview, then the whole log as it is written on its page.
-    await expect.poll(() => page.locator(`#running [data-nid="${first.nid}"] .tail`).textContent(), { timeout: 5000 }).toContain('Running provision-verify');
+    const tail = page.locator(`#running [data-nid="${first.nid}"] .tail`);
+    await expect.poll(() => tail.textContent(), { timeout: 5000 }).toContain('Running provision-verify');
+    expect((await tail.textContent())!.split('\n').filter((line) => line.startsWith('---'))).toEqual([]);
     await shot('dashboard');
+    // The README's picture: the top of the page, 1000 px wide (docs/images/dashboard.png is this file
+    // through `pngquant 32 --strip`).
+    await page.screenshot({ path: path.join(ARTIFACTS, 'readme-dashboard.png'), clip: { x: 0, y: 0, width: 1000, height: 560 } });
     await page.click(`#running [data-nid="${first.nid}"] a`);
     await page.locator('#task-page').waitFor();
     await expect.poll(() => page.locator('#task-log').textContent()).toContain('step 1 of 4');
