@@ -129,7 +129,9 @@ describe('GET /v1/activity', () => {
       return answer.byType.length === 2 ? answer : null;
     });
     expect(activity.slots).toHaveLength(360);
-    expect(activity.slots.at(-1)).toMatchObject({ queuedMax: 3, queued: 0, running: 0 });
+    expect(activity.slots.at(-1)).toMatchObject({ queued: 0, running: 0 });
+    // The three queued were seen in the last slots (the test may cross a slot's edge).
+    expect(Math.max(...activity.slots.slice(-3).map((s: { queuedMax: number }) => s.queuedMax))).toBe(3);
     const verify = activity.byType.find((t: { type: string }) => t.type === 'verify');
     expect(verify.count).toBe(2);
     expect(verify.runMedianMs).toBeGreaterThanOrEqual(250);
