@@ -15,6 +15,7 @@ export function showTask(nid) {
   fill($('#task-fields'));
   fill($('#task-actions'));
   $('#task-log').textContent = '';
+  fill($('#task-attempts'));
   $('#log-state').textContent = '';
   void load(current);
 }
@@ -33,6 +34,9 @@ async function load(view) {
   try {
     await followLog(view.nid, view.abort.signal, (text) => {
       for (const line of text.split(/(?<=\n)/)) {
+        // The service writes a header line before each attempt's output: the list of attempts comes from it.
+        const started = /^--- aegir-taskd: attempt started (\S+)/.exec(line)?.[1];
+        if (started) $('#task-attempts').append(h('li', {}, `started ${new Date(started).toLocaleString()}`));
         const type = /^\[(\w+)\] /.exec(line)?.[1];
         log.append(type ? h('span', { class: `log-${type}` }, line) : line);
       }
@@ -66,7 +70,7 @@ function renderTask(task) {
     ['Received', time(task.receivedAt)],
     ['Started', time(task.startedAt)],
     ['Ended', time(task.endedAt)],
-    ['Attempts', `${task.attempts} (every attempt's output is in the log below, one after the other)`],
+    ['Attempts', `${task.attempts} (listed below; each one's output is in the log, one after the other)`],
     ['pid', task.pid],
     ['Exit code', task.exitCode],
     ['Signal', task.signal],

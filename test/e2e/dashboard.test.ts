@@ -148,6 +148,7 @@ describe.skipIf(!haveChromium)('the dashboard in a real browser (Debian Chromium
     expect(await page.locator('#task-title .state').textContent()).toBe('succeeded');
     const fields = (await page.locator('#task-fields').textContent())!;
     for (const label of ['Attempts', "Aegir's status", 'success (1)', 'Exit code', 'Received', 'Started', 'Ended', 'Lane', 'rid:1']) expect(fields).toContain(label);
+    expect(await page.locator('#task-attempts li').count()).toBe(1);
     await shot('task');
     // An action the service refuses shows its error code.
     await page.click('#task-actions button:text("Resolve orphan")');
