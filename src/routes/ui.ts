@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { TaskdError } from '../errors.js';
@@ -16,11 +17,19 @@ const ASSET_DIR = new URL('../../src/ui/', import.meta.url);
  * The files are read on the first request for the dashboard and kept: a service whose dashboard is
  * never opened holds none of them.
  */
-let assets: Promise<Map<string, Buffer>> | null = null;
-function loadAssets(): Promise<Map<string, Buffer>> {
+interface Asset {
+  body: Buffer;
+  etag: string;
+}
+let assets: Promise<Map<string, Asset>> | null = null;
+function loadAssets(): Promise<Map<string, Asset>> {
   assets ??= (async () => {
     const names = (await readdir(ASSET_DIR)).filter((name) => Object.keys(ASSET_TYPES).some((ext) => name.endsWith(ext)));
-    return new Map(await Promise.all(names.map(async (name) => [name, await readFile(new URL(name, ASSET_DIR))] as const)));
+    const read = async (name: string) => {
+      const body = await readFile(new URL(name, ASSET_DIR));
+      return [name, { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` }] as const;
+    };
+    return new Map(await Promise.all(names.map(read)));
   })();
   assets.catch(() => (assets = null));
   return assets;
@@ -34,7 +43,7 @@ const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCode
 async function page(reply: FastifyReply, status: number, name: string, values: Record<string, string>) {
   const template = (await loadAssets()).get(name);
   if (!template) throw new TaskdError('INTERNAL', `The dashboard file ${name} is missing.`);
-  const html = template.toString('utf8').replace(/\{\{(\w+)\}\}/g, (_, key: string) => escape(values[key] ?? ''));
+  const html = template.body.toString('utf8').replace(/\{\{(\w+)\}\}/g, (_, key: string) => escape(values[key] ?? ''));
   return reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', UI_CONTENT_SECURITY_POLICY).send(html);
 }
 
@@ -60,7 +69,9 @@ export const uiRoutes: FastifyPluginAsync = async (app) => {
     return page(reply, 200, 'index.html', { csrf: csrfToken(admin()!) });
   });
 
-  app.post('/ui', { schema: { hide: true }, config: { rateLimit: { max: 30, timeWindow: 60_000 } } }, async (request, reply) => {
+  // No rate limit of its own: the bearer header is tried as freely, and one here would let any hosted
+  // site on loopback (one client to the limit) keep the operators from signing in.
+  app.post('/ui', { schema: { hide: true } }, async (request, reply) => {
     // Login CSRF: a form on another site must not sign a browser in with a token of its choosing.
     if (!sameOrigin(request)) return login(reply, 403, new TaskdError('CROSS_SITE_REQUEST'));
     const token = admin();
@@ -76,9 +87,12 @@ export const uiRoutes: FastifyPluginAsync = async (app) => {
 
   app.get<{ Params: { file: string } }>('/ui/assets/:file', { schema: { hide: true } }, async (request, reply) => {
     const { file } = request.params;
-    const body = file.endsWith('.html') ? undefined : (await loadAssets()).get(file);
-    if (!body) throw new TaskdError('ROUTE_NOT_FOUND');
+    const asset = file.endsWith('.html') ? undefined : (await loadAssets()).get(file);
+    if (!asset) throw new TaskdError('ROUTE_NOT_FOUND');
     const type = ASSET_TYPES[file.slice(file.lastIndexOf('.'))]!;
-    return reply.type(type.startsWith('text/') ? `${type}; charset=utf-8` : type).header('cache-control', 'no-cache').header('content-security-policy', UI_CONTENT_SECURITY_POLICY).send(body);
+    // Revalidated on every load, so an upgrade of the service is seen at once, and sent again only when it changed.
+    reply.header('cache-control', 'no-cache').header('etag', asset.etag).header('content-security-policy', UI_CONTENT_SECURITY_POLICY);
+    if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+    return reply.type(type.startsWith('text/') ? `${type}; charset=utf-8` : type).send(asset.body);
   });
 };

@@ -156,6 +156,9 @@ describe('the dashboard at /ui', () => {
     const script = await app.inject({ url: '/ui/assets/app.js' });
     expect(script.headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect(script.body).toContain("from './api.js'");
+    const again = await app.inject({ url: '/ui/assets/app.js', headers: { 'if-none-match': String(script.headers.etag) } });
+    expect(again.statusCode).toBe(304);
+    expect(again.body).toBe('');
     for (const path of ['/ui/assets/index.html', '/ui/assets/login.html', '/ui/assets/nothing.js', '/ui/assets/..%2F..%2Fpackage.json', '/ui/assets/%2e%2e%2fapp.ts']) {
       const answer = await request(`${url}${path}`);
       expect(answer.statusCode, path).toBe(404);
