@@ -29,6 +29,12 @@ import { queueRoutes } from './routes/queue.js';
 import { taskRoutes } from './routes/tasks.js';
 import { Scheduler } from './scheduler.js';
 import { capConnections, serverTimeouts } from './server-limits.js';
+import { EventRing } from './event-ring.js';
+import { TaskEvents } from './task-events.js';
+import { eventRoutes } from './routes/events.js';
+import { queueView } from './routes/queue.js';
+import { toTaskView } from './routes/tasks.js';
+import { uiRoutes } from './routes/ui.js';
 
 export const BODY_LIMIT = 64 * 1024;
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -50,6 +56,9 @@ export interface TaskdContext {
   streams: LongLivedResponses;
   /** One poller per followed log file, shared by its followers. */
   logFollowers: LogFollowers;
+  /** The event stream's hub (GET /v1/events) and the activity it keeps for the dashboard's charts. */
+  events: TaskEvents;
+  activity: EventRing;
 }
 
 declare module 'fastify' {
@@ -131,6 +140,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     options.frontend ??
     (config.frontendUrl !== undefined && config.secrets[0] ? new HttpFrontend({ baseUrl: config.frontendUrl, key: config.secrets[0].key }) : null);
   let scheduler!: Scheduler;
+  let taskd!: TaskdContext;
+  const activity = new EventRing();
+  const events = new TaskEvents({
+    ring: activity,
+    view: (task) => toTaskView(task, scheduler.waitingFor(task)),
+    queue: () => queueView(taskd),
+    counts: () => {
+      const stats = scheduler.stats();
+      return { queued: stats.queued, running: stats.starting + stats.running };
+    },
+  });
   const metrics = createMetrics(() => scheduler.stats(), options.defaultMetrics ?? true);
   const journal =
     options.journal && config.journal !== 'off'
@@ -154,6 +174,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     metrics,
     log: app.log,
     frontend: frontend ?? undefined,
+    onChange: (task) => events.changed(task),
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     ...(options.loadAverage ? { loadAverage: options.loadAverage } : {}),
   });
@@ -197,14 +218,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         metrics,
         log: app.log,
         intervalMs: config.reconcileIntervalMs,
-        observers: dispatcher ? [dispatcher] : [],
+        observers: [
+          ...(dispatcher ? [dispatcher] : []),
+          {
+            listed: (listing) => events.reconciled({ ok: true, at: new Date().toISOString(), error: null, listed: listing.tasks.length }),
+            unavailable: (message) => events.reconciled({ ok: false, at: new Date().toISOString(), error: message }),
+          },
+        ],
         ...(orphans && { afterApply: () => orphans.sweep() }),
       })
     : null;
 
   const streams = new LongLivedResponses({ maxTotal: config.maxStreams, maxPerKey: config.maxStreamsPerTask });
   const logFollowers = new LogFollowers();
-  app.decorate('taskd', {
+  taskd = {
     config,
     scheduler,
     reconciler,
@@ -218,7 +245,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     orphans,
     streams,
     logFollowers,
-  });
+    events,
+    activity,
+  };
+  app.decorate('taskd', taskd);
   app.decorateRequest('intake', null);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -236,6 +266,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logFollowers.close();
   });
   app.addHook('onClose', async () => {
+    events.close();
     reconciler?.stop();
     dispatcher?.close();
     scheduler.close();
@@ -267,5 +298,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(intakeRoutes);
   await app.register(taskRoutes);
   await app.register(queueRoutes);
+  await app.register(eventRoutes);
+  await app.register(uiRoutes);
   return app;
 }

@@ -20,6 +20,8 @@ export interface AttemptContext {
   closing(): boolean;
   /** Writes the task's state to the journal; resolves false when it could not (logged there), and the attempt goes on. */
   persist(task: Task): Promise<boolean>;
+  /** Tells the event stream of a change the journal does not need (the hand-off to the process). */
+  changed(task: Task): void;
 }
 
 /**
@@ -107,6 +109,7 @@ export class Attempt {
             task.state = 'running';
             task.pid = pid;
             task.startedAt = startedAt;
+            ctx.changed(task);
           },
           onExit: ({ commandRan, exitCode, signal }) => {
             task.exitCode = exitCode;

@@ -69,6 +69,8 @@ export async function runDemo(flags: Parameters<typeof loadConfig>[1]): Promise<
       "# Aegir's other queues: hosting-dispatch runs only when one is due (cron, every minute here), never idly",
       `curl -s ${sim.url}/_sim/queues         # the queues, their due times and every dispatch run`,
       '',
+      '# Watch it live in a browser: sign in with the admin token' + (config.adminToken ? ' you set' : ` (in ${adminTokenFile(config.stateDir)})`),
+      `${server.address}/ui`,
       '# Watch',
       `curl -s ${server.address}/v1/queue`,
       `curl -s '${server.address}/v1/tasks?limit=20'`,

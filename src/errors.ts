@@ -13,6 +13,7 @@ export const errorCatalog = {
   SIGNATURE_DISABLED: { status: 401, message: 'Signed intake is off: the service has no TASKD_SECRET.' },
   UNAUTHORIZED: { status: 401, message: 'The bearer token is missing or wrong.' },
   FORBIDDEN: { status: 403, message: 'No admin token is configured, so this endpoint answers loopback clients only.' },
+  CROSS_SITE_REQUEST: { status: 403, message: "A change made with the dashboard's cookie must come from the dashboard: the same Origin and the x-taskd-csrf header." },
   INVALID_JSON: { status: 400, message: 'The request body is not valid JSON.' },
   INVALID_REQUEST: { status: 400, message: 'The request is invalid.' },
   TASK_NOT_FOUND: { status: 404, message: 'The service knows no task with this nid.' },

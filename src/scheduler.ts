@@ -49,6 +49,8 @@ export interface SchedulerOptions {
   journal?: TaskJournal | undefined;
   /** Where finishes of dead drush runs go, to be sent to Aegir; none: they are listed as orphans. */
   outbox?: WriteBackSink | undefined;
+  /** Told of every change of a task an operator can see (the event stream); must not throw. */
+  onChange?: ((task: Task) => void) | undefined;
 }
 
 export interface WriteBackSink {
@@ -77,6 +79,7 @@ export class Scheduler {
   readonly #registry: TaskRegistry;
   readonly #journal: TaskJournal | undefined;
   readonly #outbox: WriteBackSink | undefined;
+  readonly #onChange: (task: Task) => void;
   readonly #lanes = new LaneQueue<Task>();
   readonly #admission: Admission;
   readonly #attemptContext: AttemptContext;
@@ -100,6 +103,7 @@ export class Scheduler {
     this.#registry = new TaskRegistry(config.historySize);
     this.#journal = options.journal;
     this.#outbox = options.outbox;
+    this.#onChange = options.onChange ?? (() => {});
     this.#admission = new Admission({ limits: config, loadAverage: options.loadAverage, loadRecheckMs: options.gateRecheckMs });
     const childEnv = childEnvironment(options.env);
     this.#attemptContext = {
@@ -112,6 +116,7 @@ export class Scheduler {
       retryDelaysMs: options.retryDelaysMs ?? [5_000, 20_000],
       closing: () => this.#admission.closing,
       persist: (task) => this.#persistAndConfirm(task),
+      changed: (task) => this.#onChange(task),
     };
     this.#adoption = {
       registry: this.#registry,
@@ -186,6 +191,7 @@ export class Scheduler {
     this.#registry.activate(task);
     this.#metrics.tasksReceived.inc({ source: input.source });
     this.#enqueue(task);
+    this.#onChange(task);
     this.#pump();
     return { task, duplicate: false };
   }
@@ -208,6 +214,9 @@ export class Scheduler {
       this.#awaitingLane.delete(task);
       this.#lanes.drop(task);
       this.#registry.withdraw(task);
+      // Gone, never accepted: whoever watches the events sees it leave the queue.
+      Object.assign(task, { state: 'cancelled', endedAt: Date.now(), message: 'not accepted: the journal could not be written' });
+      this.#onChange(task);
       throw error;
     }
   }
@@ -518,6 +527,7 @@ export class Scheduler {
       this.#registry.slots.add(task);
       task.state = 'starting';
       task.message = null;
+      this.#onChange(task);
       this.#admission.recordStart(now);
       const attempt = new Attempt(task, this.#attemptContext);
       this.#attempts.set(task.nid, attempt);
@@ -645,11 +655,13 @@ export class Scheduler {
 
   /** Journals a change after the fact: the change stands whether or not the write works (a failure is logged by the journal). */
   #persist(task: Task, stuck = false): void {
+    this.#onChange(task);
     this.#journal?.record(task, stuck);
   }
 
   /** Journals a change and answers whether it got written, for a caller that must not go on without it. */
   #persistAndConfirm(task: Task): Promise<boolean> {
+    this.#onChange(task);
     if (!this.#journal) return Promise.resolve(true);
     this.#journal.record(task);
     return this.#journal.committed().then(

@@ -248,3 +248,18 @@ export const reconcileAnswerSchema = z
     corrected: z.array(z.number().int()),
   })
   .meta({ id: 'ReconcileReport' });
+
+const msOrNull = z.number().int().nullable();
+export const activitySchema = z
+  .object({
+    slotMs: z.number().int().describe('Width of one slot.'),
+    from: z.number().int().describe('Start of the first slot, ms since the epoch.'),
+    to: z.number().int().describe('Start of the last slot (the current one).'),
+    slots: z
+      .array(z.object({ at: z.number().int(), queuedMax: z.number().int(), runningMax: z.number().int(), queued: z.number().int(), running: z.number().int() }))
+      .describe('Queued and running (starting included) per slot of the last hour: the highest seen in the slot and the last.'),
+    byType: z
+      .array(z.object({ type: z.string(), count: z.number().int(), waitMedianMs: msOrNull, waitMaxMs: msOrNull, runMedianMs: msOrNull, runMaxMs: msOrNull }))
+      .describe('Tasks ended in the last hour (at most the last 500) by task type: queue-to-start and run time.'),
+  })
+  .meta({ id: 'Activity' });

@@ -28,12 +28,12 @@ function registeredRoutes(app: FastifyInstance): string[] {
   const out: string[] = [];
   const prefixes: string[] = [];
   for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
-    const match = /^([│ ]*)[├└]── (\/\S*) \(([^)]+)\)/.exec(line);
+    const match = /^([│ ]*)[├└]── (\/\S*|\*) \(([^)]+)\)/.exec(line);
     if (!match) continue;
     // Each level of the tree is four characters of indentation; a child's path continues its parent's.
     const depth = match[1]!.length / 4;
     prefixes.length = depth;
-    const full = (prefixes[depth - 1] ?? '') + match[2]!;
+    const full = (prefixes[depth - 1] ?? '') + (match[2] === '*' ? '/*' : match[2]!);
     prefixes[depth] = full;
     for (const method of match[3]!.split(', ')) if (method !== 'HEAD') out.push(`${method} ${full.replace(/:(\w+)/g, '{$1}')}`);
   }
@@ -52,7 +52,10 @@ describe('openapi.yaml', () => {
     const documented = Object.entries(document.paths)
       .flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${p}`))
       .sort();
-    expect(documented).toEqual(registeredRoutes(app));
+    // Pages for a browser, not API: the dashboard and Swagger UI's own files.
+    const pages = ['GET /docs/*', 'GET /ui', 'GET /ui/assets/{file}', 'POST /ui', 'POST /ui/logout'];
+    expect(documented).toEqual(registeredRoutes(app).filter((route) => !pages.includes(route)));
+    expect(registeredRoutes(app)).toEqual(expect.arrayContaining(pages));
   });
 
   it('names both security schemes and every error code', async () => {
@@ -69,9 +72,31 @@ describe('openapi.yaml', () => {
     expect(served.body).toBe(await committed());
     const docs = await app.inject({ url: '/docs' });
     expect(docs.headers['content-type']).toMatch(/^text\/html/);
-    expect(docs.body).toContain('<code>POST /v1/tasks</code>');
-    expect(docs.body).toContain('TASKD_ERR_RATE_LIMITED');
-    expect(docs.body).not.toMatch(/<script/);
+    // Swagger UI, its files from this service (relative to docs/, so a proxy's path keeps working), none from elsewhere.
+    expect(docs.body).toContain('<base href="docs/">');
+    const sources = [...docs.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(sources).toEqual(expect.arrayContaining(['./static/swagger-ui-bundle.js', './static/swagger-initializer.js']));
+    expect(sources.filter((s) => /^(https?:)?\/\//.test(s))).toEqual([]);
+    for (const file of sources.filter((s) => s.startsWith('./static/'))) {
+      const asset = await app.inject({ url: `/docs/${file.slice(2)}` });
+      expect(asset.statusCode, file).toBe(200);
+    }
+    const bundle = await app.inject({ url: '/docs/static/swagger-ui-bundle.js' });
+    expect(bundle.headers['content-type']).toMatch(/javascript/);
+    expect(bundle.body.length).toBeGreaterThan(100_000);
+    // The document it renders is this one, with "try it out" aimed at the service the page came from.
+    const spec = (await app.inject({ url: '/docs/json' })).json() as { paths: Record<string, unknown>; servers: Array<{ url: string }> };
+    expect(Object.keys(spec.paths)).toEqual(Object.keys((parse(await committed()) as { paths: Record<string, unknown> }).paths));
+    expect(spec.servers).toEqual([{ url: '..', description: 'This service' }]);
+    expect((await app.inject({ url: '/docs/' })).body).not.toContain('<base');
+  });
+
+  it('says what each answer means instead of "Default Response", and lists the error codes of an error status', async () => {
+    const yaml = await committed();
+    expect(yaml).not.toContain('Default Response');
+    const document = parse(yaml) as { paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>> };
+    expect(document.paths['/v1/tasks/{nid}']!.delete!.responses['409']!.description).toContain('TASKD_ERR_TASK_RUNNING');
+    expect(document.paths['/v1/queue/pause']!.post!.responses['200']!.description).toBe('OK');
   });
 
   it('matches the committed generated client types (run npm run openapi)', async () => {

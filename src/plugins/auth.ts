@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { TaskdError } from '../errors.js';
+import { checkCookieChange, sessionCookie } from '../ui-session.js';
 
 export function isLoopback(ip: string | undefined): boolean {
   if (!ip) return false;
@@ -24,10 +25,19 @@ export function bearerToken(request: FastifyRequest): string | undefined {
   return match?.[1] ?? '';
 }
 
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+
+/**
+ * The bearer header, or else the dashboard's cookie (an EventSource cannot send a header). A
+ * change made with the cookie must also pass the cross-site check.
+ */
 function presentedTokenMatches(config: Pick<Config, 'adminToken'>, request: FastifyRequest): boolean | undefined {
-  const presented = bearerToken(request);
+  const bearer = bearerToken(request);
+  const presented = bearer ?? sessionCookie(request);
   if (presented === undefined) return undefined;
-  return config.adminToken !== undefined && tokenMatches(config.adminToken.reveal(), presented);
+  if (config.adminToken === undefined || !tokenMatches(config.adminToken.reveal(), presented)) return false;
+  if (bearer === undefined && !SAFE_METHODS.has(request.method)) checkCookieChange(request, config.adminToken.reveal());
+  return true;
 }
 
 /**

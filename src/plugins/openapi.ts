@@ -48,7 +48,7 @@ export async function openApiPlugin(app: FastifyInstance, version: string): Prom
       },
     },
     transform: jsonSchemaTransform,
-    transformObject: (input) => pruneUnusedSchemas(jsonSchemaTransformObject(input) as OpenApiLike) as ReturnType<typeof jsonSchemaTransformObject>,
+    transformObject: (input) => describeResponses(pruneUnusedSchemas(jsonSchemaTransformObject(input) as OpenApiLike)) as ReturnType<typeof jsonSchemaTransformObject>,
   });
 }
 
@@ -68,6 +68,26 @@ function pruneUnusedSchemas<T extends OpenApiLike>(document: T): T {
     pending.push(...refsIn(schemas[name]));
   }
   document.components!.schemas = Object.fromEntries(Object.entries(schemas).filter(([name]) => used.has(name)));
+  return document;
+}
+
+const SUCCESS: Record<string, string> = { '200': 'OK', '201': 'Created', '202': 'Accepted: it goes on after the answer', '204': 'No content' };
+
+/**
+ * fastify-swagger names every answer without a description "Default Response"; a reader wants to
+ * know what a status means, so an error status lists the codes it can carry, from the catalogue.
+ */
+function describeResponses<T extends OpenApiLike>(document: T): T {
+  const paths = (document as { paths?: Record<string, Record<string, { responses?: Record<string, { description?: string }> }>> }).paths ?? {};
+  for (const methods of Object.values(paths)) {
+    for (const operation of Object.values(methods)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        if (response.description !== 'Default Response') continue;
+        const codes = Object.entries(errorCatalog).filter(([, e]) => String(e.status) === status).map(([name]) => `TASKD_ERR_${name}`);
+        response.description = SUCCESS[status] ?? (codes.length ? `Error: one of ${codes.join(', ')}` : `HTTP ${status}`);
+      }
+    }
+  }
   return document;
 }
 

@@ -1,20 +1,50 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { dispatchStatus } from '../config.js';
-import { offDispatchView } from '../dispatcher.js';
+import { dispatchStatus, type Config } from '../config.js';
+import { offDispatchView, type Dispatcher } from '../dispatcher.js';
 import { TaskdError } from '../errors.js';
+import type { Reconciler } from '../reconciler.js';
+import type { Scheduler } from '../scheduler.js';
 import { authorizeRead, requireAdminToken } from '../plugins/auth.js';
 import { errorResponses, errorSchema, nidParamsSchema, pauseAnswerSchema, queueViewSchema, reconcileAnswerSchema, resolveAnswerSchema } from '../schemas.js';
 
 const security = [{ bearerToken: [] }];
 
+/** The queue as GET /v1/queue answers it and the event stream's queue event carries it. */
+export function queueView(taskd: { config: Config; scheduler: Scheduler; reconciler: Reconciler | null; dispatcher: Dispatcher | null }) {
+  const { config, scheduler, reconciler } = taskd;
+  const stats = scheduler.stats();
+  const status = dispatchStatus(config);
+  return {
+    paused: stats.paused,
+    closing: stats.closing,
+    depth: stats.queued,
+    starting: stats.starting,
+    running: stats.running,
+    awaitingLane: stats.awaitingLane,
+    deferredBy: stats.deferredBy,
+    startsLastMinute: stats.startsLastMinute,
+    lanes: scheduler.lanesSnapshot(),
+    laneCount: stats.lanes,
+    waiting: scheduler.list('queued', 100).flatMap((t) => {
+      const waitingFor = scheduler.waitingFor(t);
+      return waitingFor ? [{ nid: t.nid, lane: t.lane, waitingFor }] : [];
+    }),
+    limits: scheduler.limits,
+    orphans: scheduler.orphans().map((o) => ({ ...o, since: new Date(o.since).toISOString() })),
+    reconcile: {
+      enabled: reconciler !== null,
+      lastSuccessAt: reconciler?.lastSuccessAt ? new Date(reconciler.lastSuccessAt).toISOString() : null,
+      lastError: reconciler?.lastError ?? null,
+      consecutiveFailures: reconciler?.consecutiveFailures ?? 0,
+    },
+    dispatch: taskd.dispatcher?.view() ?? offDispatchView(config.dispatchCommand, status.on ? 'no frontend client' : status.why),
+  };
+}
+
 export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler } = app.taskd;
   // Reading the queue is open to loopback; every change needs the token, from loopback too.
   app.addHook('onRequest', async (request) => (request.method === 'GET' ? authorizeRead : requireAdminToken)(config, request));
-  const offReason = () => {
-    const status = dispatchStatus(config);
-    return status.on ? 'no frontend client' : status.why;
-  };
 
   app.get(
     '/v1/queue',
@@ -27,35 +57,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: queueViewSchema, 401: errorSchema, 403: errorSchema },
       },
     },
-    async () => {
-      const stats = scheduler.stats();
-      const reconciler = app.taskd.reconciler;
-      return {
-        paused: stats.paused,
-        closing: stats.closing,
-        depth: stats.queued,
-        starting: stats.starting,
-        running: stats.running,
-        awaitingLane: stats.awaitingLane,
-        deferredBy: stats.deferredBy,
-        startsLastMinute: stats.startsLastMinute,
-        lanes: scheduler.lanesSnapshot(),
-        laneCount: stats.lanes,
-        waiting: scheduler.list('queued', 100).flatMap((t) => {
-          const waitingFor = scheduler.waitingFor(t);
-          return waitingFor ? [{ nid: t.nid, lane: t.lane, waitingFor }] : [];
-        }),
-        limits: scheduler.limits,
-        orphans: scheduler.orphans().map((o) => ({ ...o, since: new Date(o.since).toISOString() })),
-        reconcile: {
-          enabled: reconciler !== null,
-          lastSuccessAt: reconciler?.lastSuccessAt ? new Date(reconciler.lastSuccessAt).toISOString() : null,
-          lastError: reconciler?.lastError ?? null,
-          consecutiveFailures: reconciler?.consecutiveFailures ?? 0,
-        },
-        dispatch: app.taskd.dispatcher?.view() ?? offDispatchView(config.dispatchCommand, offReason()),
-      };
-    },
+    async () => queueView(app.taskd),
   );
 
   for (const { verb, operationId, summary, paused } of [
@@ -64,10 +66,11 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
   ]) {
     app.post(
       `/v1/queue/${verb}`,
-      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema } } },
+      { schema: { operationId, summary, tags: ['queue'], security, response: { 200: pauseAnswerSchema, 401: errorSchema, 403: errorSchema } } },
       async () => {
         if (paused) scheduler.pause();
         else scheduler.resume();
+        app.taskd.events.queueChanged();
         return { paused };
       },
     );
@@ -82,7 +85,7 @@ export const queueRoutes: FastifyPluginAsyncZod = async (app) => {
         description: 'Queues what Aegir has queued and the service does not know, drops what Aegir no longer has queued, reports orphans.',
         tags: ['queue'],
         security,
-        response: { 200: reconcileAnswerSchema, 401: errorSchema, 409: errorSchema, 502: errorSchema },
+        response: { 200: reconcileAnswerSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 502: errorSchema },
       },
     },
     async () => {

@@ -155,7 +155,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
           security: operatorSecurity,
           params: nidParamsSchema,
           querystring: deleteQuerySchema,
-          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 404, 409) },
+          response: { 200: deleteAnswerSchema, 202: deleteAnswerSchema, ...errorResponses(400, 401, 403, 404, 409) },
         },
       },
       async (request, reply) => {

@@ -82,7 +82,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** API reference (HTML) */
+        /**
+         * API reference (Swagger UI, served by this service)
+         * @description Try it out: Authorize with the admin token (kept in the page only, never stored), then Execute.
+         */
         get: operations["getApiReference"];
         put?: never;
         post?: never;
@@ -259,6 +262,56 @@ export interface paths {
          * @description An orphan is a task Aegir shows processing that no process on this host runs. This finishes it in Aegir through hosting_taskd (an error entry with the reason in its log, then Aegir derives the status), without waiting for TASKD_ORPHAN_GRACE. Refused while a hosting-task of that nid runs on this host.
          */
         post: operations["resolveOrphan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live events: task state changes, queue changes, reconcile results
+         * @description Server-Sent Events (text/event-stream) of what changes, for a dashboard or any client; the state at connection time is GET /v1/queue and GET /v1/tasks.
+         *
+         *     event `task`: a task as GET /v1/tasks shows it (Task), each time it is queued, starts, runs, waits again or ends; changes within 50 ms are sent once, as the task is then.
+         *
+         *     event `queue`: the queue as GET /v1/queue answers it (Queue), after every batch of task changes and on pause and resume.
+         *
+         *     event `reconcile`: `{"ok":true,"at":…,"error":null,"listed":N}` after each listing read from Aegir, `{"ok":false,"at":…,"error":"…"}` when it failed.
+         *
+         *     Each event has an `id`; a comment line every 20 s keeps proxies from closing a quiet stream; when the service stops, an event `closing` ends it.
+         *
+         *     It needs the admin token (bearer, or the dashboard cookie): a stream is a long-lived answer, counted against TASKD_MAX_STREAMS (503 TASKD_ERR_TOO_MANY_STREAMS beyond), so a hosted site on loopback must not be able to hold them all.
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The last hour in numbers: queue depth and running per 10 s, wait and run time by task type
+         * @description Kept in memory from the event stream since the service started (nothing is kept across a restart); what the dashboard draws.
+         */
+        get: operations["getActivity"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -506,7 +559,7 @@ export interface components {
         };
         Error: {
             /** @enum {string} */
-            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_METHOD_NOT_ALLOWED" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_ORPHAN_NOT_FOUND" | "TASKD_ERR_ORPHAN_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
+            error: "TASKD_ERR_BODY_TOO_LARGE" | "TASKD_ERR_UNSUPPORTED_MEDIA_TYPE" | "TASKD_ERR_SIGNATURE_MISSING" | "TASKD_ERR_SIGNATURE_INVALID" | "TASKD_ERR_SIGNATURE_STALE" | "TASKD_ERR_SIGNATURE_DISABLED" | "TASKD_ERR_UNAUTHORIZED" | "TASKD_ERR_FORBIDDEN" | "TASKD_ERR_CROSS_SITE_REQUEST" | "TASKD_ERR_INVALID_JSON" | "TASKD_ERR_INVALID_REQUEST" | "TASKD_ERR_TASK_NOT_FOUND" | "TASKD_ERR_ROUTE_NOT_FOUND" | "TASKD_ERR_METHOD_NOT_ALLOWED" | "TASKD_ERR_TASK_RUNNING" | "TASKD_ERR_ORPHAN_NOT_FOUND" | "TASKD_ERR_ORPHAN_RUNNING" | "TASKD_ERR_FRONTEND_NOT_CONFIGURED" | "TASKD_ERR_TOO_MANY_TASK_STREAMS" | "TASKD_ERR_RATE_LIMITED" | "TASKD_ERR_QUEUE_FULL" | "TASKD_ERR_TOO_MANY_STREAMS" | "TASKD_ERR_SHUTTING_DOWN" | "TASKD_ERR_NOT_READY" | "TASKD_ERR_JOURNAL_UNAVAILABLE" | "TASKD_ERR_FRONTEND_FAILED" | "TASKD_ERR_INTERNAL";
             message: string;
             details?: {
                 [key: string]: unknown;
@@ -523,6 +576,31 @@ export interface components {
             orphans: number[];
             lanesLearned: number[];
             corrected: number[];
+        };
+        Activity: {
+            /** @description Width of one slot. */
+            slotMs: number;
+            /** @description Start of the first slot, ms since the epoch. */
+            from: number;
+            /** @description Start of the last slot (the current one). */
+            to: number;
+            /** @description Queued and running (starting included) per slot of the last hour: the highest seen in the slot and the last. */
+            slots: {
+                at: number;
+                queuedMax: number;
+                runningMax: number;
+                queued: number;
+                running: number;
+            }[];
+            /** @description Tasks ended in the last hour (at most the last 500) by task type: queue-to-start and run time. */
+            byType: {
+                type: string;
+                count: number;
+                waitMedianMs: number | null;
+                waitMaxMs: number | null;
+                runMedianMs: number | null;
+                runMaxMs: number | null;
+            }[];
         };
     };
     responses: never;
@@ -542,7 +620,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -565,7 +643,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -574,7 +652,7 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_QUEUE_FULL, TASKD_ERR_TOO_MANY_STREAMS, TASKD_ERR_SHUTTING_DOWN, TASKD_ERR_NOT_READY, TASKD_ERR_JOURNAL_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -634,7 +712,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A self-contained HTML page. */
+            /** @description Swagger UI's page; its scripts and styles are under /docs/. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -657,7 +735,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -666,7 +744,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskList"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -675,7 +753,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -684,7 +762,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -713,7 +791,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -722,7 +800,7 @@ export interface operations {
                     "application/json": components["schemas"]["IntakeAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Accepted: it goes on after the answer */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -731,7 +809,7 @@ export interface operations {
                     "application/json": components["schemas"]["IntakeAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -740,7 +818,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -749,7 +827,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_BODY_TOO_LARGE */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -758,7 +836,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_UNSUPPORTED_MEDIA_TYPE */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -767,7 +845,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TOO_MANY_TASK_STREAMS, TASKD_ERR_RATE_LIMITED */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -776,7 +854,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_QUEUE_FULL, TASKD_ERR_TOO_MANY_STREAMS, TASKD_ERR_SHUTTING_DOWN, TASKD_ERR_NOT_READY, TASKD_ERR_JOURNAL_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -802,7 +880,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -811,7 +889,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeleteAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Accepted: it goes on after the answer */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -820,7 +898,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeleteAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -829,7 +907,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -838,7 +916,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -847,7 +925,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -856,7 +934,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_BODY_TOO_LARGE */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -865,7 +943,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_UNSUPPORTED_MEDIA_TYPE */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -874,7 +952,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TOO_MANY_TASK_STREAMS, TASKD_ERR_RATE_LIMITED */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -899,7 +977,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -908,7 +986,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskDetail"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -917,7 +995,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -926,7 +1004,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -951,7 +1029,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -960,7 +1038,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeleteAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Accepted: it goes on after the answer */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -969,7 +1047,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeleteAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -978,7 +1056,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -987,7 +1065,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -996,7 +1083,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_RUNNING, TASKD_ERR_ORPHAN_RUNNING, TASKD_ERR_FRONTEND_NOT_CONFIGURED */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1030,7 +1117,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1039,7 +1126,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1048,7 +1135,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1057,7 +1144,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TOO_MANY_TASK_STREAMS, TASKD_ERR_RATE_LIMITED */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1066,7 +1153,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_QUEUE_FULL, TASKD_ERR_TOO_MANY_STREAMS, TASKD_ERR_SHUTTING_DOWN, TASKD_ERR_NOT_READY, TASKD_ERR_JOURNAL_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1086,7 +1173,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1095,7 +1182,7 @@ export interface operations {
                     "application/json": components["schemas"]["Queue"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1104,7 +1191,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1124,7 +1211,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1133,8 +1220,17 @@ export interface operations {
                     "application/json": components["schemas"]["PauseState"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1153,7 +1249,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1162,8 +1258,17 @@ export interface operations {
                     "application/json": components["schemas"]["PauseState"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1182,7 +1287,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1191,7 +1296,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReconcileReport"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1200,7 +1305,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_TASK_RUNNING, TASKD_ERR_ORPHAN_RUNNING, TASKD_ERR_FRONTEND_NOT_CONFIGURED */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1209,7 +1323,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FRONTEND_FAILED */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1231,7 +1345,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description Accepted: it goes on after the answer */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -1240,7 +1354,7 @@ export interface operations {
                     "application/json": components["schemas"]["ResolveAnswer"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_INVALID_JSON, TASKD_ERR_INVALID_REQUEST */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1249,7 +1363,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1258,7 +1372,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_FORBIDDEN, TASKD_ERR_CROSS_SITE_REQUEST */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1267,7 +1381,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_NOT_FOUND, TASKD_ERR_ROUTE_NOT_FOUND, TASKD_ERR_ORPHAN_NOT_FOUND */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1276,8 +1390,75 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Default Response */
+            /** @description Error: one of TASKD_ERR_TASK_RUNNING, TASKD_ERR_ORPHAN_RUNNING, TASKD_ERR_FRONTEND_NOT_CONFIGURED */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A stream of `task`, `queue` and `reconcile` events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_QUEUE_FULL, TASKD_ERR_TOO_MANY_STREAMS, TASKD_ERR_SHUTTING_DOWN, TASKD_ERR_NOT_READY, TASKD_ERR_JOURNAL_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getActivity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Activity"];
+                };
+            };
+            /** @description Error: one of TASKD_ERR_SIGNATURE_MISSING, TASKD_ERR_SIGNATURE_INVALID, TASKD_ERR_SIGNATURE_STALE, TASKD_ERR_SIGNATURE_DISABLED, TASKD_ERR_UNAUTHORIZED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
