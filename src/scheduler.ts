@@ -161,7 +161,8 @@ export class Scheduler {
       this.#metrics.duplicates.inc({ reason: 'nid_active' });
       return { task: existing, duplicate: true };
     }
-    const stuck = this.#registry.stuckFor(input);
+    // An operator who queues a nid by hand means it, whatever the memory of its unchanged Aegir row says.
+    const stuck = input.source === 'operator' ? undefined : this.#registry.stuckFor(input);
     if (stuck) {
       this.#metrics.duplicates.inc({ reason: 'stuck' });
       return { task: stuck, duplicate: true };
@@ -293,7 +294,11 @@ export class Scheduler {
       return { task: ended, outcome: ended ? 'ended' : 'not_found' };
     }
     if (task.state === 'queued') {
-      this.#dropQueued(task, reason ?? 'removed by an operator');
+      // Aegir still lists it queued and the reconciler would queue it again at once: it is held here
+      // as a stuck task is, until Aegir shows it changed (re-queued, a new revision).
+      if (this.#frontend) this.#registry.markStuck(task);
+      const held = this.#frontend ? '; Aegir still shows it queued, so it is held here until Aegir changes it (cancel it in Aegir too)' : '';
+      this.#dropQueued(task, `${reason ?? 'removed by an operator'}${held}`);
       return { task, outcome: 'cancelled' };
     }
     const attempt = this.#attempts.get(nid);
@@ -629,7 +634,7 @@ export class Scheduler {
     task.state = state;
     task.endedAt = endedAt;
     this.#registry.retire(task);
-    this.#persist(task, state === 'stuck');
+    this.#persist(task, state === 'stuck' || this.#registry.isStuck(task.nid));
     this.#metrics.tasksEnded.inc({ outcome: state });
     const level = state === 'succeeded' || state === 'cancelled' ? 'info' : 'warn';
     this.#log[level]({ nid: task.nid, lane: task.lane, state, exitCode: task.exitCode, message: task.message }, 'task ended');

@@ -259,6 +259,30 @@ describe('Scheduler: a re-adopted run', () => {
   });
 });
 
+describe('Scheduler: an operator cancels a queued task Aegir still lists', () => {
+  it('holds it against the reconciler until Aegir changes it, and across a compacted journal', async () => {
+    const frontend = new HeldFrontend();
+    const queued = frontend.state.addTask({ rid: 1 });
+    const { scheduler, metrics, records } = await setup(frontend);
+    const reconciler = new Reconciler({ frontend, scheduler, metrics, log: silentLog, intervalMs: 60_000 });
+    scheduler.pause();
+    await reconciler.runOnce();
+    expect(scheduler.get(queued.nid)?.state).toBe('queued');
+    expect(scheduler.cancel(queued.nid, false).outcome).toBe('cancelled');
+    expect(scheduler.get(queued.nid)?.message).toMatch(/Aegir still shows it queued/);
+    expect([...scheduler.journalEntries()]).toContainEqual({ task: expect.objectContaining({ nid: queued.nid, state: 'cancelled' }), stuck: true });
+    scheduler.resume();
+    await reconciler.runOnce();
+    await settle(200);
+    expect(scheduler.get(queued.nid)?.state).toBe('cancelled');
+    expect(await records()).toEqual([]);
+    // Queued again in Aegir (a new revision): that is a new request, and it runs.
+    frontend.state.requeue(queued.nid);
+    await reconciler.runOnce();
+    await waitFor(async () => (await records()).some((r) => r.nid === queued.nid && r.event === 'end'), { what: 'the re-queued task to run' });
+  });
+});
+
 describe('Reconciler: a listing applied is a reconcile that succeeded', () => {
   it('succeeds although an outcome look-up fails, and gives that nid up after three runs', async () => {
     const frontend = new HeldFrontend();

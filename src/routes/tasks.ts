@@ -150,7 +150,7 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
         schema: {
           operationId: 'deleteTask',
           summary: 'Drop a queued task; stop a running one with ?force=1',
-          description: 'A stopped drush leaves its task "processing" in Aegir: it will be reported as an orphan.',
+          description: 'A queued task is dropped. Aegir still lists it queued, so with a frontend it is held (the reconciler does not queue it again) until Aegir changes it: cancel it in Aegir too. With ?force=1 a running one gets SIGTERM to its process group (SIGKILL after TASKD_KILL_GRACE), ends cancelled, and is finished in Aegir as an error with the reason in its log.',
           tags: ['tasks'],
           security: operatorSecurity,
           params: nidParamsSchema,
