@@ -108,7 +108,6 @@ export class Scheduler {
       env: options.env,
       warmGates: new WarmGates(Math.min(config.warmStarts, config.concurrency), () => spawnGate(config.logDir, childEnv), {
         spawner: new GateSpawner(gateArguments(config.logDir), childEnv),
-        burstSize: config.concurrency,
       }),
       frontend: options.frontend,
       metrics: options.metrics,

@@ -141,39 +141,31 @@ function hold(gate: Gate, held: boolean): void {
 export const REFILL_DELAY_MS = 5;
 
 /**
- * After this long without a start, the gates the spawner's worker forked (as many as a burst took,
- * up to TASKD_CONCURRENCY) are replaced by `size` gates forked on this thread (the loop is idle, so
- * the fork stops nothing) and the worker ends: it costs about 10 MB while it lives, each waiting gate
- * about 0.4 MB of its own, and an idle service keeps to its memory budget.
+ * After this long without a start, the gates the spawner's worker forked are replaced by gates
+ * forked on this thread (the loop is idle, so the fork stops nothing) and the worker ends: it costs
+ * about 10 MB while it lives, and an idle service keeps to its memory budget.
  */
 export const SETTLE_AFTER_MS = 10_000;
 
 export interface WarmGatesOptions {
   /** Forks the replacements of taken gates off this thread. */
   spawner?: GateSpawner | undefined;
-  /** With a spawner: how many may wait while starts come faster than `size` covers (TASKD_CONCURRENCY). */
-  burstSize?: number;
   settleAfterMs?: number;
 }
 
 /**
  * Keeps a few gates started ahead of need. Each start takes one and a replacement is started
  * REFILL_DELAY_MS later, so a task never waits for a fork it did not need. There are never more
- * idle gates than `size` (`burstSize` during a burst), and a burst costs no more forks than tasks. With a spawner, replacements
+ * idle gates than `size`, and a burst costs no more forks than tasks. With a spawner, replacements
  * are forked on its worker, so the event loop goes on answering webhooks while the service is
- * forked, and each start that found no gate waiting raises how many are kept (up to `burstSize`)
- * until the service is quiet again: the first burst after a quiet spell forks, the next ones find
- * their gates waiting. A start that finds no gate waiting still forks its own at once, on this
- * thread: the task is running in the turn that queued it.
+ * forked. A start that finds no gate waiting still forks its own at once, on this thread: the task
+ * is running in the turn that queued it.
  */
 export class WarmGates {
   readonly #size: number;
   readonly #start: () => Gate;
   readonly #spawner: GateSpawner | null;
   readonly #settleAfterMs: number;
-  readonly #burstSize: number;
-  /** How many to keep waiting now: `size`, raised by each start that found none waiting, back to `size` once quiet. */
-  #target: number;
   readonly #idle = new Set<Gate>();
   /** Gates asked of the spawner that have not reported yet; they count towards the size. */
   #starting = 0;
@@ -186,8 +178,6 @@ export class WarmGates {
     this.#start = start;
     this.#spawner = size > 0 ? (options.spawner ?? null) : null;
     this.#settleAfterMs = options.settleAfterMs ?? SETTLE_AFTER_MS;
-    this.#burstSize = this.#spawner ? Math.max(size, options.burstSize ?? size) : size;
-    this.#target = size;
   }
 
   get idle(): number {
@@ -219,8 +209,6 @@ export class WarmGates {
       }
     }
     if (taken) hold(taken, true);
-    // A start that found none waiting: starts come in bursts now, so the next burst finds more.
-    else if (this.#target < this.#burstSize) this.#target += 1;
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
       this.#fillElsewhere();
@@ -251,14 +239,14 @@ export class WarmGates {
   #fillElsewhere(): void {
     const spawner = this.#spawner;
     if (!spawner) return this.fill();
-    while (!this.#closed && this.#idle.size + this.#starting < this.#target) {
+    while (!this.#closed && this.#idle.size + this.#starting < this.#size) {
       const gate = spawner.spawn();
       if (!gate) return this.fill();
       this.#starting += 1;
       void gate.ready.then((ok) => {
         this.#starting -= 1;
         if (!ok) return;
-        if (this.#closed || this.#idle.size >= this.#target) gate.stdin.end();
+        if (this.#closed || this.#idle.size >= this.#size) gate.stdin.end();
         else this.#adopt(gate);
       });
     }
@@ -278,7 +266,6 @@ export class WarmGates {
     this.#settle = null;
     if (this.#closed || !this.#spawner) return;
     if (this.#starting > 0) return this.#settleLater();
-    this.#target = this.#size;
     for (const gate of this.#idle) {
       if (gate instanceof RemoteGate) {
         this.#idle.delete(gate);

@@ -105,21 +105,4 @@ describe('warm gates with a spawner', () => {
     settled.stdin.end();
     expect((await settled).exitCode).toBe(GATE_UNUSED);
   });
-
-  it('keeps as many waiting as a burst found missing, up to its burst size, and goes back to its size once quiet', async () => {
-    const dir = await tempDir();
-    const { spawner } = await spawnerIn(dir);
-    const gates = new WarmGates(1, () => spawnGate(dir, process.env), { spawner, burstSize: 3, settleAfterMs: 400 });
-    gates.fill();
-    // A burst of four starts: one finds a gate, three fork their own (three misses, but the burst size caps it at 3).
-    const burst = [gates.take(), gates.take(), gates.take(), gates.take()];
-    expect(burst.filter(Boolean)).toHaveLength(1);
-    burst[0]!.stdin.end();
-    await waitFor(() => gates.idle === 3 || null, { what: 'three gates waiting for the next burst' });
-    const next = [gates.take(), gates.take(), gates.take()];
-    expect(next.every((gate) => gate instanceof RemoteGate)).toBe(true);
-    for (const gate of next) gate!.stdin.end();
-    await waitFor(() => (!spawner.running && gates.idle === 1) || null, { what: 'the pool to go back to its size', timeoutMs: 5_000 });
-    gates.close();
-  });
 });
