@@ -6,6 +6,7 @@
 //   checked  signature, JSON and schema checked (the first preHandler hook)
 //   take     the runner asks the warm gates for a waiting gate (WarmGates.take)
 //   written  the task is written to the gate's pipe (the gate's stdin.end returned)
+//   turnEnd  the event loop's turn that wrote it has ended (a setImmediate from the write)
 import diagnostics from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,7 +45,7 @@ diagnostics.subscribe('fastify.initialization', ({ fastify }) => {
   fastify.addHook('onResponse', (request, _reply, done) => {
     const s = request.raw.benchStages;
     // A little later: the hand-off may come after the answer.
-    if (s && s.nid !== undefined && file) setTimeout(() => fs.appendFileSync(file, `${s.nid} ${s.request} ${s.body} ${s.checked} ${s.take ?? '-'} ${s.written ?? '-'}\n`), 5);
+    if (s && s.nid !== undefined && file) setTimeout(() => fs.appendFileSync(file, `${s.nid} ${s.request} ${s.body} ${s.checked} ${s.take ?? '-'} ${s.written ?? '-'} ${s.turnEnd ?? '-'}\n`), 5);
     done();
   });
 });
@@ -60,6 +61,8 @@ WarmGates.prototype.take = function takeTimed() {
     gate.stdin.end = (...args) => {
       const result = end(...args);
       stages.written = now();
+      // What the main thread still does in this turn competes with the gate for a core.
+      setImmediate(() => (stages.turnEnd = now()));
       return result;
     };
   }

@@ -72,8 +72,8 @@ async function measureTaskd() {
     await service.stop();
   }
   const rows = fs.readFileSync(stageFile, 'utf8').trim().split('\n').map((line) => line.split(' '));
-  const stages = { socket: [], verify: [], queue: [], handoff: [], exec: [], total: [], answer: [] };
-  for (const [nidText, req, body, checked, take, written] of rows) {
+  const stages = { socket: [], verify: [], queue: [], handoff: [], exec: [], total: [], answer: [], after: [] };
+  for (const [nidText, req, body, checked, take, written, turnEnd] of rows) {
     const nid = Number(nidText);
     if (!sent.has(nid) || take === '-' || written === '-') continue;
     const at = sent.get(nid);
@@ -84,6 +84,7 @@ async function measureTaskd() {
     stages.exec.push(ms(BigInt(written), started.get(nid)));
     stages.total.push(ms(at, started.get(nid)));
     stages.answer.push(ms(at, answered.get(nid)));
+    if (turnEnd !== '-') stages.after.push(ms(BigInt(written), BigInt(turnEnd)));
     stages.parse ??= [];
     stages.parse.push(ms(at, BigInt(req)));
   }
@@ -135,6 +136,7 @@ try {
     ['hand-off: take a waiting gate, write the task to its pipe', taskd.handoff],
     ['gate to exec: the gate reads its task, writes its files, execs; the command reads the clock', taskd.exec],
     ['aegir-taskd, send → the command\'s clock (sum of the above)', taskd.total],
+    ['(overlapping gate to exec) the rest of the main thread\'s turn after the hand-off: the answer, the log, metrics', taskd.after],
     ['aegir-taskd, send → answer received', taskd.answer],
     ['adnanh/webhook, send → the same command\'s clock', hook],
   ].map((row) => (Array.isArray(row) ? `| ${row[0]} | ${f(q(row[1], 50))} | ${f(q(row[1], 99))} |` : row));
