@@ -5,9 +5,11 @@
 // `date +%s%N {nid}` itself, so "gate to exec" ends at the command's first clock reading, without the
 // latency fixture's shell and its fork of date. adnanh/webhook runs the same command (its answer
 // carries the output), for the same end-to-end figure.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { startTaskd, startWebhook, benchDir } from './services.mjs';
 import { hexSignedTask, makeSecret, signedTask } from './signing.mjs';
@@ -21,7 +23,9 @@ const dateArgv = ['/bin/date', '+%s%N {nid}'];
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegir-taskd-stages-'));
 const ms = (a, b) => Number(b - a) / 1e6;
 
+/** The command's own clock reading, from its log; read after a pause, so that polling takes no core from the gate while it starts. */
 async function readStart(logDir, nid) {
+  await sleep(20);
   return waitUntil(
     () => {
       let text = '';
@@ -33,7 +37,7 @@ async function readStart(logDir, nid) {
       const match = new RegExp(`^(\\d+) ${nid}$`, 'm').exec(text);
       return match ? BigInt(match[1]) : null;
     },
-    { timeoutMs: 5000, intervalMs: 1, what: `task ${nid} to start` },
+    { timeoutMs: 5000, intervalMs: 10, what: `task ${nid} to start` },
   );
 }
 
@@ -121,11 +125,44 @@ async function measureWebhook() {
   return total;
 }
 
+/**
+ * The floors, with nothing else running: a waiting gate of the build handed its task by this small,
+ * idle process (gate to exec without a service around it), and this process spawning the command
+ * itself (a fork of a small process, the exec, and the command's start).
+ */
+async function measureFloors() {
+  const dist = process.env.BENCH_TASKD_DIST ? path.resolve(process.env.BENCH_TASKD_DIST) : path.join(benchDir, '..', 'dist');
+  const { encodeGateTask, spawnGate } = await import(pathToFileURL(path.join(dist, 'start-gate.js')).href);
+  const logDir = path.join(workDir, 'floor-logs');
+  fs.mkdirSync(logDir, { recursive: true });
+  const gate = [];
+  const direct = [];
+  for (let i = 0; i < Math.min(count, 200); i += 1) {
+    const nid = 1 + i;
+    const waiting = spawnGate(logDir, process.env);
+    await sleep(gapMs);
+    const header = `--- aegir-taskd: attempt started ${new Date().toISOString()} ${JSON.stringify(dateArgv)}`;
+    const meta = JSON.stringify({ rid: nid, lane: `rid:${nid}`, type: null, vid: null, changed: null, receivedAt: Date.now(), attempts: 1, nid, startedAt: Date.now() });
+    const at = wallClockNs();
+    waiting.stdin.end(encodeGateTask({ nid, header, meta, argv: [dateArgv[0], dateArgv[1].replace('{nid}', String(nid))] }));
+    await waiting;
+    gate.push(ms(at, await readStart(logDir, nid)));
+    const spawnedAt = wallClockNs();
+    const child = spawn(dateArgv[0], ['+%s%N'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    await new Promise((resolve) => child.once('close', resolve));
+    direct.push(ms(spawnedAt, BigInt(out.trim())));
+  }
+  return { gate, direct };
+}
+
 const q = (values, p) => percentile(ascending(values), p);
 const f = (v) => v.toFixed(3);
 try {
   const taskd = await measureTaskd();
   const hook = await measureWebhook();
+  const floors = await measureFloors();
   const lines = [
     '| Stage | p50 ms | p99 ms |',
     '| --- | --- | --- |',
@@ -139,6 +176,8 @@ try {
     ['(overlapping gate to exec) the rest of the main thread\'s turn after the hand-off: the answer, the log, metrics', taskd.after],
     ['aegir-taskd, send → answer received', taskd.answer],
     ['adnanh/webhook, send → the same command\'s clock', hook],
+    ['floor: a waiting gate handed its task by a small idle process, to the command\'s clock', floors.gate],
+    ['floor: a small idle process spawning the command itself, to its clock', floors.direct],
   ].map((row) => (Array.isArray(row) ? `| ${row[0]} | ${f(q(row[1], 50))} | ${f(q(row[1], 99))} |` : row));
   process.stdout.write(`${count} webhooks one at a time, ${gapMs} ms after each start, ${os.cpus().length} cores:\n\n${lines.join('\n')}\n`);
 } finally {

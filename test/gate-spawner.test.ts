@@ -42,6 +42,23 @@ describe('GateSpawner', () => {
     expect((await readPidFile(pidFilePath(logDir, 5)))?.pid).toBe(gate.pid);
   });
 
+  it("gives a gate exactly the environment it was made with, never the service's own", async () => {
+    const logDir = await tempDir();
+    process.env.TASKD_SECRET = 'whsec_not-for-children';
+    try {
+      const spawner = new GateSpawner(gateArguments(logDir), { PATH: process.env.PATH, KEEP_ME: 'yes' });
+      spawners.push(spawner);
+      const gate = spawner.spawn()!;
+      await gate.ready;
+      const environ = (await fs.readFile(`/proc/${gate.pid}/environ`, 'utf8')).split('\0').filter(Boolean);
+      expect(environ.sort()).toEqual([`PATH=${process.env.PATH}`, 'KEEP_ME=yes'].sort());
+      gate.stdin.end();
+      await gate;
+    } finally {
+      delete process.env.TASKD_SECRET;
+    }
+  });
+
   it('hands over a task bigger than the pipe holds, the rest through the worker', async () => {
     const { spawner, logDir } = await spawnerIn();
     const gate = spawner.spawn()!;
