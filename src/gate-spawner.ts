@@ -238,7 +238,7 @@ export class GateSpawner {
         env: {},
         stdout: false,
         stderr: false,
-        resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
+        resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
       });
     } catch {
       this.#broken = true;
