@@ -1,5 +1,5 @@
 // (run on its own) How much a fork of a large process stalls its event loop when the fork is made on
-// that loop, against on a worker thread (as src/gate-spawner.ts does): 150 spawns of /bin/true, one
+// that loop, against on a worker thread (a gate spawner that was tried): 150 spawns of /bin/true, one
 // every 10 ms (a replacement gate per webhook at 100/s), while the loop allocates as a service does.
 //   node bench/fork-stall.mjs main     node bench/fork-stall.mjs worker     (interleave a few of each)
 import { spawn } from 'node:child_process';

@@ -7,8 +7,7 @@ import { LaneQueue } from './lane-queue.js';
 import { countFrontendError, type Metrics } from './metrics.js';
 import { applyListing, correctOutcome, unconfirmedOutcomes, type ListingTarget, type ReconcileReport } from './reconciler.js';
 import { childEnvironment } from './runner.js';
-import { GateSpawner } from './gate-spawner.js';
-import { gateArguments, spawnGate, WarmGates } from './start-gate.js';
+import { spawnGate, WarmGates } from './start-gate.js';
 import { ACTIVE_STATES, laneKeyFor, newTask, type EndState, type Logger, type Orphan, type Task, type TaskState, type TaskSubmission } from './task.js';
 import { TaskRegistry } from './task-registry.js';
 
@@ -106,9 +105,7 @@ export class Scheduler {
     this.#attemptContext = {
       config,
       env: options.env,
-      warmGates: new WarmGates(Math.min(config.warmStarts, config.concurrency), () => spawnGate(config.logDir, childEnv), {
-        spawner: new GateSpawner(gateArguments(config.logDir), childEnv),
-      }),
+      warmGates: new WarmGates(Math.min(config.warmStarts, config.concurrency), () => spawnGate(config.logDir, childEnv)),
       frontend: options.frontend,
       metrics: options.metrics,
       log: options.log,

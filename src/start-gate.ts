@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { execa, type ResultPromise } from 'execa';
-import type { Gate } from './gate-process.js';
-import { GateSpawner, RemoteGate } from './gate-spawner.js';
 
 /**
  * Every child starts as this tiny shell, and learns which task it is over its stdin. Before it
@@ -62,9 +60,7 @@ export interface GateTask {
   argv: readonly string[];
 }
 
-export type { Gate } from './gate-process.js';
-/** A gate forked on this thread by execa. */
-export type LocalGate = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'ignore'; detached: true; reject: false; buffer: false }>;
+export type Gate = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'ignore'; detached: true; reject: false; buffer: false }>;
 
 let serviceUmask: string | null = null;
 
@@ -86,14 +82,9 @@ function currentUmask(): string {
   return serviceUmask;
 }
 
-/** The arguments of /bin/sh that start one gate for logDir. */
-export function gateArguments(logDir: string): string[] {
-  return ['-c', GATE_SCRIPT, 'aegir-taskd-gate', logDir, currentUmask()];
-}
-
 /** Starts a gate that waits for its task. The environment is the child's, already without the service's secrets. */
-export function spawnGate(logDir: string, childEnv: NodeJS.ProcessEnv): LocalGate {
-  const gate = execa('/bin/sh', gateArguments(logDir), {
+export function spawnGate(logDir: string, childEnv: NodeJS.ProcessEnv): Gate {
+  const gate = execa('/bin/sh', ['-c', GATE_SCRIPT, 'aegir-taskd-gate', logDir, currentUmask()], {
     stdin: 'pipe',
     stdout: 'ignore',
     stderr: 'ignore',
@@ -121,18 +112,6 @@ function isWaiting(gate: Gate): boolean {
   return gate.pid !== undefined && gate.exitCode === null && gate.signalCode === null && gate.stdin.writable;
 }
 
-/** A waiting gate must not keep a finished process alive, a taken one must; a pipe's stream (a net.Socket) has a hold of its own. */
-function hold(gate: Gate, held: boolean): void {
-  const stdin = gate.stdin as Partial<Socket>;
-  if (held) {
-    gate.ref();
-    stdin.ref?.();
-  } else {
-    gate.unref();
-    stdin.unref?.();
-  }
-}
-
 /**
  * How long after a start its replacement gate is started. The fork of the service takes a core for
  * 1 to 4 ms; started at once, it competes with the command that was just handed over, which needs
@@ -141,63 +120,44 @@ function hold(gate: Gate, held: boolean): void {
 export const REFILL_DELAY_MS = 5;
 
 /**
- * After this long without a start, the gates the spawner's worker forked are replaced by gates
- * forked on this thread (the loop is idle, so the fork stops nothing) and the worker ends: it costs
- * about 10 MB while it lives, and an idle service keeps to its memory budget.
- */
-export const SETTLE_AFTER_MS = 10_000;
-
-export interface WarmGatesOptions {
-  /** Forks the replacements of taken gates off this thread. */
-  spawner?: GateSpawner | undefined;
-  settleAfterMs?: number;
-}
-
-/**
  * Keeps a few gates started ahead of need. Each start takes one and a replacement is started
  * REFILL_DELAY_MS later, so a task never waits for a fork it did not need. There are never more
- * idle gates than `size`, and a burst costs no more forks than tasks. With a spawner, replacements
- * are forked on its worker, so the event loop goes on answering webhooks while the service is
- * forked. A start that finds no gate waiting still forks its own at once, on this thread: the task
- * is running in the turn that queued it.
+ * idle gates than `size`, and a burst costs no more forks than tasks.
  */
 export class WarmGates {
   readonly #size: number;
   readonly #start: () => Gate;
-  readonly #spawner: GateSpawner | null;
-  readonly #settleAfterMs: number;
   readonly #idle = new Set<Gate>();
-  /** Gates asked of the spawner that have not reported yet; they count towards the size. */
-  #starting = 0;
   #refill: NodeJS.Timeout | null = null;
-  #settle: NodeJS.Timeout | null = null;
   #closed = false;
 
-  constructor(size: number, start: () => Gate, options: WarmGatesOptions = {}) {
+  constructor(size: number, start: () => Gate) {
     this.#size = size;
     this.#start = start;
-    this.#spawner = size > 0 ? (options.spawner ?? null) : null;
-    this.#settleAfterMs = options.settleAfterMs ?? SETTLE_AFTER_MS;
   }
 
   get idle(): number {
     return this.#idle.size;
   }
 
-  /** Starts gates on this thread until `size` wait idle. */
+  /** Starts gates until `size` wait idle. */
   fill(): void {
-    while (!this.#closed && this.#idle.size + this.#starting < this.#size) {
+    while (!this.#closed && this.#idle.size < this.#size) {
       const gate = this.#start();
       if (gate.pid === undefined) {
         // /bin/sh could not be started: starts fall back to their own gate, which reports why.
         void gate.then(() => undefined);
         return;
       }
-      this.#adopt(gate);
+      this.#idle.add(gate);
+      // Idle gates do not keep a finished process alive (a pipe's stream is a net.Socket).
+      gate.unref();
+      (gate.stdin as Socket).unref();
+      void gate.then(() => this.#idle.delete(gate));
     }
   }
 
-  /** A waiting gate, or null when none is ready (the caller then starts its own, in the same turn). */
+  /** A waiting gate, or null when none is ready (the caller then starts its own). */
   take(): Gate | null {
     if (this.#size === 0 || this.#closed) return null;
     let taken: Gate | null = null;
@@ -208,12 +168,14 @@ export class WarmGates {
         break;
       }
     }
-    if (taken) hold(taken, true);
+    if (taken) {
+      taken.ref();
+      (taken.stdin as Socket).ref();
+    }
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
-      this.#fillElsewhere();
+      this.fill();
     }, REFILL_DELAY_MS);
-    this.#settleLater();
     return taken;
   }
 
@@ -221,58 +183,8 @@ export class WarmGates {
   close(): void {
     this.#closed = true;
     if (this.#refill) clearTimeout(this.#refill);
-    if (this.#settle) clearTimeout(this.#settle);
     this.#refill = null;
-    this.#settle = null;
     for (const gate of this.#idle) gate.stdin.end();
     this.#idle.clear();
-    this.#spawner?.release();
-  }
-
-  #adopt(gate: Gate): void {
-    this.#idle.add(gate);
-    hold(gate, false);
-    void gate.then(() => this.#idle.delete(gate));
-  }
-
-  /** Refills through the spawner's worker when there is one, else on this thread. */
-  #fillElsewhere(): void {
-    const spawner = this.#spawner;
-    if (!spawner) return this.fill();
-    while (!this.#closed && this.#idle.size + this.#starting < this.#size) {
-      const gate = spawner.spawn();
-      if (!gate) return this.fill();
-      this.#starting += 1;
-      void gate.ready.then((ok) => {
-        this.#starting -= 1;
-        if (!ok) return;
-        if (this.#closed || this.#idle.size >= this.#size) gate.stdin.end();
-        else this.#adopt(gate);
-      });
-    }
-  }
-
-  #settleLater(): void {
-    if (!this.#spawner) return;
-    if (this.#settle) {
-      this.#settle.refresh();
-      return;
-    }
-    this.#settle = setTimeout(() => this.#settleDown(), this.#settleAfterMs);
-    this.#settle.unref();
-  }
-
-  #settleDown(): void {
-    this.#settle = null;
-    if (this.#closed || !this.#spawner) return;
-    if (this.#starting > 0) return this.#settleLater();
-    for (const gate of this.#idle) {
-      if (gate instanceof RemoteGate) {
-        this.#idle.delete(gate);
-        gate.stdin.end();
-      }
-    }
-    this.fill();
-    this.#spawner.release();
   }
 }
