@@ -99,10 +99,16 @@ function summarize(records, sentAt) {
     const startedAt = records.starts.get(nid);
     if (startedAt !== undefined) latenciesMs.push(Number(startedAt - at) / 1e6);
   }
+  return summarizeSamples(latenciesMs, sentAt.size - latenciesMs.length);
+}
+
+/** Percentiles of samples in ms, pooled over rounds when there are several; `samples` is kept for pooling. */
+export function summarizeSamples(latenciesMs, missing = 0) {
   const sorted = ascending(latenciesMs);
   return {
+    samples: sorted,
     count: sorted.length,
-    missing: sentAt.size - sorted.length,
+    missing,
     p50: percentile(sorted, 50),
     p95: percentile(sorted, 95),
     p99: percentile(sorted, 99),
@@ -132,20 +138,37 @@ async function sendPaced({ total, intervalMs, post }) {
   }
 }
 
+/**
+ * Bursts: `size` webhooks for `size` different sites sent at once, as Aegir queues a batch (a
+ * platform's migrate, a server's verify of every site); every task of a burst is timed from the
+ * burst's first send, so the figure is how long the last of them waited. The next burst goes out once
+ * all of this one have started and `gapMs` more have passed.
+ */
+async function sendBursts({ total, size, gapMs, post, records }) {
+  for (let first = 0; first < total; first += size) {
+    const burstStart = wallClockNs();
+    const nids = await Promise.all(Array.from({ length: Math.min(size, total - first) }, (_, k) => post(first + k, burstStart)));
+    await records.waitForAll(nids, 10_000);
+    await sleep(gapMs);
+  }
+}
+
 /** Distinct nids, and rids equal to them, so no lane or concurrency limit ever holds a task back. */
 async function measureTarget({ url, build, expectedStatus, recordFile, count, warmup, pace }) {
   const records = new StartRecords(recordFile);
   const sentAt = new Map();
   const firstNid = 100_000;
-  const post = async (i) => {
+  // from: the time the sample counts from, when it is not the send of this very webhook (a burst's first send).
+  const post = async (i, from) => {
     const nid = firstNid + i;
     const at = await postTimed(url, build(nid), expectedStatus);
-    if (i >= warmup) sentAt.set(nid, at);
+    if (i >= warmup) sentAt.set(nid, from ?? at);
     return nid;
   };
   try {
     const total = warmup + count;
     if (pace.mode === 'sequential') await sendSequentially({ total, gapMs: pace.gapMs, post, records });
+    else if (pace.mode === 'burst') await sendBursts({ total, size: pace.size, gapMs: pace.gapMs, post, records });
     else await sendPaced({ total, intervalMs: pace.intervalMs, post });
     await records.waitForAll([...sentAt.keys()], 30_000);
     writeSamples(`${recordFile}.samples`, records, sentAt);
@@ -165,8 +188,8 @@ function writeSamples(file, records, sentAt) {
 }
 
 /** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal. */
-export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {} }) {
-  const name = `latency-taskd-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}`;
+export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1 }) {
+  const name = `latency-taskd-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}-${round}`;
   const recordFile = path.join(workDir, `${name}.records`);
   const service = await startTaskd({
     workDir,
@@ -189,10 +212,11 @@ export async function measureTaskdLatency({ workDir, secret, key, count, warmup,
   }
 }
 
-export async function measureWebhookLatency({ workDir, count, warmup, pace }) {
-  const recordFile = path.join(workDir, `latency-webhook-${pace.mode}.records`);
+export async function measureWebhookLatency({ workDir, count, warmup, pace, round = 1 }) {
+  const name = `latency-webhook-${pace.mode}-${round}`;
+  const recordFile = path.join(workDir, `${name}.records`);
   const hmacSecret = 'bench-webhook-secret';
-  const service = await startWebhook({ workDir, name: `latency-webhook-${pace.mode}`, hooks: webhookHooks({ secret: hmacSecret, argv: fixtureArgv(recordFile) }) });
+  const service = await startWebhook({ workDir, name, hooks: webhookHooks({ secret: hmacSecret, argv: fixtureArgv(recordFile) }) });
   try {
     return await measureTarget({
       count,

@@ -8,7 +8,8 @@ import { sleep, waitUntil } from './stats.mjs';
 
 export const benchDir = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.dirname(benchDir);
-const cliPath = path.join(repoRoot, 'dist', 'cli.js');
+// BENCH_TASKD_DIST=dir measures another build of the service (a copy of dist/ inside the checkout, so its imports resolve) beside this one.
+const cliPath = path.join(process.env.BENCH_TASKD_DIST ? path.resolve(process.env.BENCH_TASKD_DIST) : path.join(repoRoot, 'dist'), 'cli.js');
 const bareFastifyPath = path.join(benchDir, 'bare-fastify.mjs');
 
 // ---- processes ---------------------------------------------------------------
@@ -122,7 +123,7 @@ export function logLevel() {
  * logged at every level. With `inspect`, the service also opens the inspector on loopback, so the
  * bench can ask it for a full garbage collection (see collectGarbage).
  */
-export async function startTaskd({ workDir, name, secret, settings = {}, inspect = false }) {
+export async function startTaskd({ workDir, name, secret, settings = {}, inspect = false, nodeArgs: extraNodeArgs = [] }) {
   // Every start gets folders of its own: a second round of the same measurement must not restore the
   // first round's journal (its queued nids would answer as duplicates, and its queue would be restored).
   let run = 1;
@@ -142,7 +143,7 @@ export async function startTaskd({ workDir, name, secret, settings = {}, inspect
     TASKD_PORT: String(port),
     ...settings,
   });
-  const nodeArgs = [...profileArgs(name), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [])];
+  const nodeArgs = [...profileArgs(name), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []), ...extraNodeArgs];
   const child = spawnLogged(process.execPath, [...nodeArgs, cliPath], { env, logFile });
   await readyOrStopped(child, () => waitForPort(port, child, logFile, `aegir-taskd (${name})`));
   return { name, pid: child.pid, url: `http://127.0.0.1:${port}`, inspectPort, logDir, logFile, stop: () => stopProcess(child) };
