@@ -53,7 +53,9 @@ const plan = {
   },
   // Five rounds: the median of three moved by 5 % between runs on this 2-core machine.
   throughput: { seconds: quick ? 2 : 3, warmupSeconds: 1, rounds: quick ? 1 : 5 },
-  idle: { seconds: Number(process.env.BENCH_IDLE_SECONDS) || (quick ? 10 : 60), settleSeconds: 10 },
+  // 30 s of settling: a service just started spends about 250 ms of CPU between 10 and 20 s after it is
+  // ready (V8 finishing its start-up work), then next to nothing; a window opened at 10 s measured that tail.
+  idle: { seconds: Number(process.env.BENCH_IDLE_SECONDS) || (quick ? 10 : 60), settleSeconds: 30 },
   leak: { tasks: quick ? 1000 : 10_000, warmupTasks: quick ? 200 : 1000 },
   scale: { tasks: quick ? 30_000 : 100_000, sizes: [1000, 10_000, 100_000], batch: 50, rounds: quick ? 6 : 12 },
   dispatch: { seconds: Number(process.env.BENCH_DISPATCH_SECONDS) || (quick ? 20 : 60) },
