@@ -145,7 +145,8 @@ describe.skipIf(!haveChromium)('the dashboard in a real browser (Debian Chromium
     await expect.poll(() => page.locator('#task-log').textContent(), { timeout: 8000 }).toContain('Command dispatched successfully');
     await expect.poll(() => page.locator('#log-state').textContent()).toBe('ended');
     expect(await page.locator('#task-log .log-success').count()).toBe(1);
-    expect(await page.locator('#task-title .state').textContent()).toBe('succeeded');
+    // The output ends before the outcome is read from Aegir: the state follows in a task event.
+    await expect.poll(() => page.locator('#task-title .state').textContent()).toBe('succeeded');
     const fields = (await page.locator('#task-fields').textContent())!;
     for (const label of ['Attempts', "Aegir's status", 'success (1)', 'Exit code', 'Received', 'Started', 'Ended', 'Lane', 'rid:1']) expect(fields).toContain(label);
     expect(await page.locator('#task-attempts li').count()).toBe(1);
@@ -217,13 +218,13 @@ describe.skipIf(!haveChromium)('the dashboard in a real browser (Debian Chromium
     await expect.poll(() => page.locator('#notice').textContent()).toContain(`Stop ${hung.nid}: done`);
     await card.waitFor({ state: 'detached', timeout: 15_000 });
     expect(await taskState(hung.nid)).toBe('cancelled');
-    expect(await page.locator(`#history tbody tr[data-nid="${hung.nid}"] td`).last().textContent()).toContain('stopped by an operator');
+    await expect.poll(() => page.locator(`#history tbody tr[data-nid="${hung.nid}"] td`).last().textContent()).toContain('stopped by an operator');
   });
 
   it('reconciles on request and shows the frontend healthy; a page of another origin on the host cannot act with the cookie', async () => {
     await page.click('#reconcile');
     await expect.poll(() => page.locator('#notice').textContent()).toMatch(/^Reconcile: done \(queued \d+, cancelled \d+, orphans \d+\)$/);
-    expect(await page.locator('#health').textContent()).toContain('Reconcileok');
+    await expect.poll(() => page.locator('#health').textContent()).toContain('Reconcileok');
     // Same site (127.0.0.1), another origin: the browser sends the SameSite cookie, the service checks Origin.
     const other = await context.newPage();
     await other.goto(evilUrl);
