@@ -1,16 +1,15 @@
+import type { z } from 'zod';
+import type { activitySchema } from './schemas.js';
+
 /**
  * What the dashboard draws, kept in memory and bounded: the queue depth and running count per slot
  * of the last hour, and how long the last ended tasks waited and ran. It is filled from the event
  * stream's changes, so an idle service adds nothing to it and wakes no timer for it.
  */
-export interface ActivitySlot {
-  /** Start of the slot, ms since the epoch. */
-  at: number;
-  queuedMax: number;
-  runningMax: number;
-  queued: number;
-  running: number;
-}
+// The shapes GET /v1/activity answers with: the schema is their one source.
+export type ActivityView = z.infer<typeof activitySchema>;
+export type ActivitySlot = ActivityView['slots'][number];
+export type TypeDurations = ActivityView['byType'][number];
 
 export interface EndedSample {
   type: string;
@@ -20,23 +19,6 @@ export interface EndedSample {
   waitMs: number | null;
   /** From started to ended; null for a task that never started. */
   runMs: number | null;
-}
-
-export interface TypeDurations {
-  type: string;
-  count: number;
-  waitMedianMs: number | null;
-  waitMaxMs: number | null;
-  runMedianMs: number | null;
-  runMaxMs: number | null;
-}
-
-export interface ActivityView {
-  slotMs: number;
-  from: number;
-  to: number;
-  slots: ActivitySlot[];
-  byType: TypeDurations[];
 }
 
 const median = (values: number[]): number | null => {
