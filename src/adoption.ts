@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { readOutcome, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import { AegirStatus, type Frontend } from './frontend.js';
 import type { Metrics } from './metrics.js';
-import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath, signalGroup } from './runner.js';
+import { isRunning, pidFilePath, readPidFile, readProcessStartTime, runFilePath, stopGroup } from './runner.js';
 import { laneKeyFor, newTask, type EndState, type Logger, type Task } from './task.js';
 import type { TaskRegistry } from './task-registry.js';
 
@@ -39,8 +39,6 @@ export interface AdoptionTarget {
   finish(task: Task, verdict: Extract<AttemptVerdict, { kind: 'end' }>): void;
   /** Calls tick every ms until cancelled (or until the scheduler closes); cancel answers false once it was cancelled. */
   repeat(ms: number, tick: () => void): { cancel(): boolean };
-  /** Calls fn once after ms, unless the scheduler closes first. */
-  later(ms: number, fn: () => void): void;
 }
 
 
@@ -165,8 +163,9 @@ export async function adoptChild(target: AdoptionTarget, record: AdoptionRecord)
         if (!timedOut && Date.now() >= deadline) {
           timedOut = true;
           target.log.warn({ nid: task.nid, pid: record.pid, timeoutSeconds: target.timeoutMs / 1000 }, 'a re-adopted task outlived TASKD_TASK_TIMEOUT: stopping its process group');
-          signalGroup(record.pid, 'SIGTERM');
-          target.later(target.killGraceMs, () => signalGroup(record.pid, 'SIGKILL'));
+          stopGroup(record.pid, target.killGraceMs).catch((error: unknown) =>
+            target.log.error({ nid: task.nid, pid: record.pid, err: (error as Error).message }, 'could not signal the re-adopted process group'),
+          );
         }
         return;
       }

@@ -258,6 +258,18 @@ async function waitForGroupToEnd(pid: number, ms: number): Promise<boolean> {
 }
 
 /**
+ * Ends a whole process group: SIGTERM, and SIGKILL for what is left after the grace. The leader may
+ * exit on SIGTERM while a grandchild ignores it, so it waits for the group, not for the leader.
+ */
+export async function stopGroup(pid: number, killGraceMs: number): Promise<void> {
+  signalGroup(pid, 'SIGTERM');
+  if (!(await waitForGroupToEnd(pid, killGraceMs))) {
+    signalGroup(pid, 'SIGKILL');
+    await waitForGroupToEnd(pid, 5_000);
+  }
+}
+
+/**
  * Starts one attempt of a task, in a warm gate when one is ready. The child gets its own process
  * group and writes straight into <nid>.log, never into a pipe of ours: drush keeps printing, and if
  * our end of a pipe died with us, its next write would kill it and leave the task "processing" in
@@ -310,14 +322,7 @@ export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Pr
   let stopping: Promise<void> | null = null;
   const stop = () => {
     if (pid === null || stopping) return;
-    signalGroup(pid, 'SIGTERM');
-    stopping = (async () => {
-      // The leader may exit on SIGTERM while a grandchild ignores it: wait for the whole group, then SIGKILL what is left.
-      if (!(await waitForGroupToEnd(pid, spec.killGraceMs))) {
-        signalGroup(pid, 'SIGKILL');
-        await waitForGroupToEnd(pid, 5_000);
-      }
-    })();
+    stopping = stopGroup(pid, spec.killGraceMs);
   };
   const timer = setTimeout(() => {
     timedOut = true;

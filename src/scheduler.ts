@@ -127,7 +127,6 @@ export class Scheduler {
       pollMs: options.adoptionPollMs ?? 500,
       timeoutMs: config.taskTimeoutMs,
       killGraceMs: config.killGraceMs,
-      later: (ms, fn) => this.#later(ms, fn),
       holdRunning: (task) => this.#holdRunning(task),
       finish: (task, verdict) => this.#finish(task, verdict),
       repeat: (ms, tick) => this.#repeat(ms, tick),
