@@ -88,6 +88,11 @@ export class FileStore<T> {
     this.#frozen = true;
   }
 
+  /** How many wait to be taken, not counting those in flight. */
+  waiting(): number {
+    return this.#queue.size;
+  }
+
   /** Everything waiting or in flight, for the API. */
   all(): T[] {
     return [...this.#queue.values(), ...Object.values(this.#running).flatMap((batch) => Object.values(batch))];

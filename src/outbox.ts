@@ -41,7 +41,8 @@ export interface OutboxOptions {
  *   the store keeps on disk, and a precondition holds the queue while the frontend is known down;
  * - the process function never throws (an async throw would leave its ticket pending);
  * - maxRetries counts attempts and maxTimeout does not stop the work: neither is used;
- * - merge by id ignores a task in flight: a twin pushed meanwhile is delivered after it, harmlessly.
+ * - merge by id ignores a task in flight: a twin pushed meanwhile is delivered after it, harmlessly;
+ * - its length counts the batch in flight until that batch ends: what waits is read from the store.
  * A delivery that fails while others wait goes to the back instead of retrying in place, so one
  * finish Aegir keeps refusing does not hold every other task processing in Aegir behind it.
  */
@@ -128,8 +129,9 @@ export class WriteBackOutbox {
         metrics.writeBacks.inc({ cause: writeBack.cause, result: 'retry' });
         countFrontendError(metrics, 'finish', error);
         log.warn({ nid: writeBack.nid, err: (error as Error).message, retryInMs: delay }, 'could not finish the task in Aegir; retrying');
-        // A copy the store could not take means this one stays, retried in place.
-        if (this.#queue.length > 0 && (await this.#requeue(writeBack))) return;
+        // Others waiting are asked of the store: better-queue's length counts this one in flight too,
+        // so alone it would rotate behind itself. A copy the store could not take stays in place.
+        if (this.#store.waiting() > 0 && (await this.#requeue(writeBack))) return;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           this.#wake = () => {

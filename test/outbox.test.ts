@@ -64,7 +64,7 @@ describe('the write-back outbox (better-queue, wrapped)', () => {
     const others = [processing(), processing(), processing()];
     sim.failingFinishes.add(refused.nid);
     const stateDir = await tempDir();
-    const { outbox, done } = outboxFor(frontend, stateDir);
+    const { outbox, done, metrics } = outboxFor(frontend, stateDir);
     outbox.push({ nid: refused.nid, vid: refused.vid, reason: 'refused every time', cause: 'killed' });
     for (const t of others) outbox.push({ nid: t.nid, vid: t.vid, reason: 'behind the refused one', cause: 'killed' });
     await waitFor(() => done.length === others.length, { timeoutMs: 10_000, what: 'the others to be delivered' });
@@ -72,6 +72,20 @@ describe('the write-back outbox (better-queue, wrapped)', () => {
     for (const t of others) expect(sim.state.tasks.get(t.nid)!.status).toBe(AegirStatus.error);
     expect(sim.state.tasks.get(refused.nid)!.status).toBe(AegirStatus.processing);
     expect(outbox.pending().map((w) => w.nid)).toEqual([refused.nid]);
+    // Alone, it is retried where it is: sampled on every turn over two more refusals, it is never
+    // a copy of itself queued behind itself.
+    const seen = new Set<number>();
+    const refusals = () => metrics.registry.getSingleMetric('taskd_write_backs_total')!.get().then((m) => m.values.find((v) => v.labels.cause === 'killed' && v.labels.result === 'retry')?.value ?? 0);
+    const before = await refusals();
+    let sampling = true;
+    const sample = () => {
+      seen.add(outbox.pending().length);
+      if (sampling) setImmediate(sample);
+    };
+    sample();
+    await waitFor(async () => (await refusals()) >= before + 2, { timeoutMs: 10_000, what: 'two more refusals' });
+    sampling = false;
+    expect([...seen]).toEqual([1]);
     sim.failingFinishes.delete(refused.nid);
     await waitFor(() => done.length === others.length + 1, { timeoutMs: 10_000, what: 'the refused one once Aegir takes it' });
     expect(sim.state.tasks.get(refused.nid)!.status).toBe(AegirStatus.error);
