@@ -11,8 +11,10 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, scheduler, replay } = app.taskd;
   const keys = config.secrets.map((s) => s.key);
 
-  const refuseWhileClosing = async () => {
-    if (app.taskd.lifecycle.closing) throw new TaskdError('SHUTTING_DOWN');
+  // A callback hook, not an async one: it runs on every intake request.
+  const refuseWhileClosing = (_request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void) => {
+    if (app.taskd.lifecycle.closing) done(new TaskdError('SHUTTING_DOWN'));
+    else done();
   };
 
   /** Runs after size and content-type checks (the body parsers) and before the body is parsed or validated. */
@@ -73,16 +75,21 @@ export const intakeRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const intake = request.intake!;
-      const { status, ...body } = request.body;
+      const { nid, rid, type, vid, changed, status } = request.body;
       if (status !== undefined && status !== 0) {
         // Cancelled in Aegir (hosting_task_cancel() sets warning in place): drop it here at once.
-        const task = scheduler.droppedInAegir(body.nid, status);
-        if (intake.msgId !== null) replay.remember(intake.msgId, body.nid);
-        return reply.code(200).send({ nid: body.nid, state: task?.state ?? 'cancelled' });
+        const task = scheduler.droppedInAegir(nid, status);
+        if (intake.msgId !== null) replay.remember(intake.msgId, nid);
+        return reply.code(200).send({ nid, state: task?.state ?? 'cancelled' });
       }
-      refuseWhenQueueFull(scheduler, config.maxQueued, request.body.nid);
+      refuseWhenQueueFull(scheduler, config.maxQueued, nid);
+      // Named fields, not a rest and a spread of the body: two fewer object copies a request.
       const { task, duplicate } = scheduler.submit({
-        ...body,
+        nid,
+        rid,
+        type,
+        vid,
+        changed,
         source: intake.signed ? 'webhook' : 'operator',
         confirmedAt: intake.signed ? Date.now() : null,
       });
