@@ -2,9 +2,10 @@ import { adoptChild, type AdoptionRecord, type AdoptionResult, type AdoptionTarg
 import { Admission, waitingForVerdict, type WaitingFor } from './admission.js';
 import { Attempt, type AttemptContext, type AttemptVerdict, type WriteBackRequest } from './attempt.js';
 import type { Config } from './config.js';
-import { AegirStatus, type AegirTask, type Frontend } from './frontend.js';
+import type { AegirTask, Frontend } from './frontend.js';
+import { LANE_UNKNOWN_MESSAGE, LaneLookups } from './lane-lookup.js';
 import { LaneQueue } from './lane-queue.js';
-import { countFrontendError, type Metrics } from './metrics.js';
+import type { Metrics } from './metrics.js';
 import { applyListing, correctOutcome, unconfirmedOutcomes, type ListingTarget, type ReconcileReport } from './reconciler.js';
 import { childEnvironment } from './runner.js';
 import { spawnGate, WarmGates } from './start-gate.js';
@@ -85,8 +86,8 @@ export class Scheduler {
   readonly #attemptContext: AttemptContext;
   readonly #adoption: AdoptionTarget;
   readonly #listing: ListingTarget;
-  /** Tasks waiting for the frontend to tell their rid; held by identity, so a look-up for a task that was replaced finds nothing. */
-  readonly #awaitingLane = new Set<Task>();
+  /** Tasks waiting for the frontend to tell their rid; none without a frontend. */
+  readonly #laneLookups: LaneLookups | null;
   readonly #attempts = new Map<number, Attempt>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
@@ -131,6 +132,19 @@ export class Scheduler {
       finish: (task, verdict) => this.#finish(task, verdict),
       repeat: (ms, tick) => this.#repeat(ms, tick),
     };
+    this.#laneLookups = options.frontend
+      ? new LaneLookups({
+          frontend: options.frontend,
+          metrics: options.metrics,
+          found: (task, rid) => {
+            if (rid !== null) task.rid = rid;
+            this.#lanes.place(task, laneKeyFor(rid, task.nid));
+            this.#pump();
+          },
+          gone: (task, reason) => this.#dropQueued(task, reason),
+          later: (ms, fn) => this.#later(ms, fn),
+        })
+      : null;
     this.#listing = {
       registry: this.#registry,
       log: options.log,
@@ -211,7 +225,7 @@ export class Scheduler {
       const task = accepted;
       if (!task) throw error;
       if (task.state !== 'queued' || !this.#registry.isCurrent(task) || task.attempts > 0) return;
-      this.#awaitingLane.delete(task);
+      this.#laneLookups?.stop(task);
       this.#lanes.drop(task);
       this.#registry.withdraw(task);
       // Gone, never accepted: whoever watches the events sees it leave the queue.
@@ -225,10 +239,8 @@ export class Scheduler {
   #enqueue(task: Task): void {
     if (task.rid !== null) {
       this.#lanes.place(task, laneKeyFor(task.rid, task.nid));
-    } else if (this.#frontend) {
-      task.message = 'waiting for the frontend to tell its rid';
-      this.#awaitingLane.add(task);
-      void this.#lookUpLane(task, 0);
+    } else if (this.#laneLookups) {
+      this.#laneLookups.start(task);
     } else {
       this.#lanes.place(task, `nid:${task.nid}`);
     }
@@ -353,7 +365,7 @@ export class Scheduler {
       starting: this.#registry.countIn('starting'),
       running: this.#registry.countIn('running'),
       lanes: this.#lanes.laneCount,
-      awaitingLane: this.#awaitingLane.size,
+      awaitingLane: this.#laneLookups?.size ?? 0,
       orphans: this.#registry.orphans.size,
       deferredBy: this.#admission.deferredBy,
       startsLastMinute: this.#admission.startsInLastMinute(Date.now()),
@@ -368,7 +380,7 @@ export class Scheduler {
   /** Why a queued task has not started yet; null once it is starting, running or ended. */
   waitingFor(task: Task): WaitingFor | null {
     if (task.state !== 'queued' || !this.#registry.isCurrent(task)) return null;
-    if (this.#awaitingLane.has(task)) return { reason: 'lane_unknown', message: 'waiting for the frontend to tell its rid' };
+    if (this.#laneLookups?.has(task)) return { reason: 'lane_unknown', message: LANE_UNKNOWN_MESSAGE };
     if (task.retryAt !== null) return { reason: 'retry', until: new Date(task.retryAt).toISOString(), message: `Aegir still showed it queued after its run; it runs again at ${new Date(task.retryAt).toISOString()}` };
     const ahead = this.#lanes.ahead(task);
     if (ahead !== null) return { reason: 'lane_busy', nid: ahead.nid, message: `its lane ${task.lane} is busy with task ${ahead.nid}` };
@@ -453,7 +465,7 @@ export class Scheduler {
   // ---- lanes -------------------------------------------------------------
 
   #learnLane(task: Task, rid: number): void {
-    if (!this.#awaitingLane.delete(task)) return;
+    if (!this.#laneLookups?.stop(task)) return;
     task.rid = rid;
     task.message = null;
     this.#lanes.place(task, laneKeyFor(rid, task.nid));
@@ -470,44 +482,8 @@ export class Scheduler {
     this.#pump();
   }
 
-  async #lookUpLane(task: Task, failures: number): Promise<void> {
-    if (!this.#frontend || !this.#awaitingLane.has(task)) return;
-    try {
-      const aegir = await this.#frontend.getTask(task.nid);
-      if (!this.#awaitingLane.has(task)) return;
-      if (aegir === null) {
-        this.#dropQueued(task, 'Aegir has no such task');
-        return;
-      }
-      if (aegir.status !== AegirStatus.queued) {
-        this.#dropQueued(task, `Aegir no longer has it queued (status ${aegir.status})`);
-        return;
-      }
-      task.confirmedAt = Date.now();
-      if (aegir.changed != null && task.changed === null) {
-        task.changed = aegir.changed;
-        task.orderKey = aegir.changed;
-      }
-      task.vid ??= aegir.vid ?? null;
-      task.type ??= aegir.type ?? null;
-      // A task with no rid in Aegir still needs a lane; it gets one of its own.
-      if (aegir.rid) this.#learnLane(task, aegir.rid);
-      else {
-        this.#awaitingLane.delete(task);
-        task.message = null;
-        this.#lanes.place(task, `nid:${task.nid}`);
-        this.#pump();
-      }
-    } catch (error) {
-      countFrontendError(this.#metrics, 'lane_lookup', error);
-      const delay = Math.min(1000 * 2 ** failures, 60_000);
-      task.message = `waiting for the frontend to tell its rid (${(error as Error).message}); retrying in ${delay / 1000}s`;
-      this.#later(delay, () => void this.#lookUpLane(task, failures + 1));
-    }
-  }
-
   #dropQueued(task: Task, reason: string): void {
-    this.#awaitingLane.delete(task);
+    this.#laneLookups?.stop(task);
     task.message = reason;
     this.#end(task, 'cancelled', Date.now());
     // A task waiting for its retry holds its lane; the lane queue lets it go either way.
