@@ -70,7 +70,7 @@ export const settings = [
   { key: 'dispatchTimeoutMs', env: 'TASKD_DISPATCH_TIMEOUT', flag: 'dispatch-timeout', default: '600', help: 'Seconds a dispatch run may take before its process group gets SIGTERM (SIGKILL after TASKD_KILL_GRACE).' },
   { key: 'dispatchMinIntervalMs', env: 'TASKD_DISPATCH_MIN_INTERVAL', flag: 'dispatch-min-interval', default: '60', help: 'Least seconds from one dispatch start to the next, as the cron line\'s once a minute.' },
   { key: 'concurrency', env: 'TASKD_CONCURRENCY', flag: 'concurrency', default: '1', help: 'Tasks running at once in all (one per site or server at most).' },
-  { key: 'warmStarts', env: 'TASKD_WARM_STARTS', flag: 'warm-starts', default: '2', help: 'Start processes kept waiting for the next task, so a task starts without a fork of the service (at most TASKD_CONCURRENCY; 0: off).' },
+  { key: 'warmStarts', env: 'TASKD_WARM_STARTS', flag: 'warm-starts', default: '2', help: 'Start processes kept waiting for the next task, so a task starts without a fork of the service (at most TASKD_CONCURRENCY; 0: off). After a burst that found none waiting, up to TASKD_CONCURRENCY are kept until a minute passes without a start.' },
   { key: 'taskTimeoutMs', env: 'TASKD_TASK_TIMEOUT', flag: 'task-timeout', default: '7200', help: 'Seconds a task may run before its process group gets SIGTERM.' },
   { key: 'killGraceMs', env: 'TASKD_KILL_GRACE', flag: 'kill-grace', default: '10', help: 'Seconds between SIGTERM and SIGKILL on timeout.' },
   { key: 'frontendUrl', env: 'TASKD_FRONTEND_URL', flag: 'frontend-url', default: '', help: 'Base URL of the hosting_taskd endpoints, e.g. https://aegir.example.com/hosting/taskd.' },

@@ -110,7 +110,7 @@ export class Scheduler {
     this.#attemptContext = {
       config,
       env: options.env,
-      warmGates: new WarmGates(Math.min(config.warmStarts, config.concurrency), () => spawnGate(config.logDir, childEnv)),
+      warmGates: new WarmGates(Math.min(config.warmStarts, config.concurrency), () => spawnGate(config.logDir, childEnv), { ceiling: config.concurrency }),
       frontend: options.frontend,
       metrics: options.metrics,
       log: options.log,

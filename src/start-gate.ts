@@ -119,20 +119,46 @@ function isWaiting(gate: Gate): boolean {
  */
 export const REFILL_DELAY_MS = 5;
 
+/** A pool grown by a burst goes back to its floor after this long without a start. */
+export const WARM_SHRINK_AFTER_MS = 60_000;
+
+export interface WarmGateGrowth {
+  /** The most gates kept waiting after a burst (the scheduler gives TASKD_CONCURRENCY); the floor when absent. */
+  ceiling?: number;
+  shrinkAfterMs?: number;
+}
+
 /**
- * Keeps a few gates started ahead of need. Each start takes one and a replacement is started
- * REFILL_DELAY_MS later, so a task never waits for a fork it did not need. There are never more
- * idle gates than `size`, and a burst costs no more forks than tasks.
+ * Keeps gates started ahead of need. Each start takes one and a replacement is started
+ * REFILL_DELAY_MS later, so a task never waits for a fork it did not need. `size` (TASKD_WARM_STARTS)
+ * is the floor. A start that finds none waiting forks the service on the spot, so each such miss
+ * within REFILL_DELAY_MS of the start before it raises the number kept waiting by one, up to `ceiling`: after a burst (a platform's migrate, a
+ * verify of every site) the next one finds its gates ready. The floor is refilled as before; the
+ * gates above it are started one per turn of the event loop, and only in turns with no start since
+ * the last one (each fork stops the loop for a few milliseconds, which a burst's own webhooks must
+ * not wait behind). They end after `shrinkAfterMs` with no start at all, as a process manager's idle
+ * timeout does, so idle RSS stays the floor's.
  */
 export class WarmGates {
   readonly #size: number;
+  readonly #ceiling: number;
+  readonly #shrinkAfterMs: number;
   readonly #start: () => Gate;
   readonly #idle = new Set<Gate>();
+  #target: number;
   #refill: NodeJS.Timeout | null = null;
+  #grow: NodeJS.Immediate | null = null;
+  #shrink: NodeJS.Timeout | null = null;
+  /** Starts so far: growth stops when one comes between two of its forks. */
+  #takes = 0;
+  #lastTakeAt = -Infinity;
   #closed = false;
 
-  constructor(size: number, start: () => Gate) {
+  constructor(size: number, start: () => Gate, growth: WarmGateGrowth = {}) {
     this.#size = size;
+    this.#target = size;
+    this.#ceiling = size === 0 ? 0 : Math.max(size, growth.ceiling ?? size);
+    this.#shrinkAfterMs = growth.shrinkAfterMs ?? WARM_SHRINK_AFTER_MS;
     this.#start = start;
   }
 
@@ -140,26 +166,23 @@ export class WarmGates {
     return this.#idle.size;
   }
 
-  /** Starts gates until `size` wait idle. */
+  /** How many it keeps waiting now: the floor, or more after a burst. */
+  get target(): number {
+    return this.#target;
+  }
+
+  /** Starts gates until `size` wait idle, at once; any above it that a burst asked for, one per turn. */
   fill(): void {
     while (!this.#closed && this.#idle.size < this.#size) {
-      const gate = this.#start();
-      if (gate.pid === undefined) {
-        // /bin/sh could not be started: starts fall back to their own gate, which reports why.
-        void gate.then(() => undefined);
-        return;
-      }
-      this.#idle.add(gate);
-      // Idle gates do not keep a finished process alive (a pipe's stream is a net.Socket).
-      gate.unref();
-      (gate.stdin as Socket).unref();
-      void gate.then(() => this.#idle.delete(gate));
+      if (!this.#startOne()) return;
     }
+    this.#growSoon();
   }
 
   /** A waiting gate, or null when none is ready (the caller then starts its own). */
   take(): Gate | null {
     if (this.#size === 0 || this.#closed) return null;
+    const now = performance.now();
     let taken: Gate | null = null;
     for (const gate of this.#idle) {
       this.#idle.delete(gate);
@@ -171,7 +194,14 @@ export class WarmGates {
     if (taken) {
       taken.ref();
       (taken.stdin as Socket).ref();
+    } else if (this.#target < this.#ceiling && now - this.#lastTakeAt < REFILL_DELAY_MS) {
+      // Two starts closer together than a refill: a burst. A lone miss in a steady stream is only a
+      // refill that came late, and growing for it would fork for gates that stream never needs.
+      this.#target += 1;
     }
+    this.#lastTakeAt = now;
+    this.#takes += 1;
+    if (this.#target > this.#size) this.#shrinkLater();
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
       this.fill();
@@ -179,11 +209,58 @@ export class WarmGates {
     return taken;
   }
 
+  /** false when /bin/sh could not be started: starts fall back to their own gate, which reports why. */
+  #startOne(): boolean {
+    const gate = this.#start();
+    if (gate.pid === undefined) {
+      void gate.then(() => undefined);
+      return false;
+    }
+    this.#idle.add(gate);
+    // Idle gates do not keep a finished process alive (a pipe's stream is a net.Socket).
+    gate.unref();
+    (gate.stdin as Socket).unref();
+    void gate.then(() => this.#idle.delete(gate));
+    return true;
+  }
+
+  #growSoon(): void {
+    if (this.#closed || this.#grow || this.#idle.size >= this.#target) return;
+    const takes = this.#takes;
+    this.#grow = setImmediate(() => {
+      this.#grow = null;
+      // A start since the last fork: a burst is on, and the refill that start armed carries on after it.
+      if (this.#takes !== takes) return;
+      if (this.#closed || this.#idle.size >= this.#target || !this.#startOne()) return;
+      this.#growSoon();
+    });
+    this.#grow.unref();
+  }
+
+  /** Back to the floor once a whole shrinkAfterMs has passed without a start. */
+  #shrinkLater(): void {
+    if (this.#shrink) this.#shrink.refresh();
+    else {
+      this.#shrink = setTimeout(() => {
+        this.#shrink = null;
+        this.#target = this.#size;
+        for (const gate of this.#idle) {
+          if (this.#idle.size <= this.#size) break;
+          this.#idle.delete(gate);
+          gate.stdin.end();
+        }
+      }, this.#shrinkAfterMs);
+      this.#shrink.unref();
+    }
+  }
+
   /** Idle gates see their stdin close and exit without running anything. */
   close(): void {
     this.#closed = true;
     if (this.#refill) clearTimeout(this.#refill);
-    this.#refill = null;
+    if (this.#grow) clearImmediate(this.#grow);
+    if (this.#shrink) clearTimeout(this.#shrink);
+    this.#refill = this.#grow = this.#shrink = null;
     for (const gate of this.#idle) gate.stdin.end();
     this.#idle.clear();
   }

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildArgv, prepareLogDir, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
-import { encodeGateTask, spawnGate, WarmGates, GATE_UNUSED } from '../src/start-gate.js';
+import { encodeGateTask, spawnGate, WarmGates, GATE_UNUSED, type WarmGateGrowth } from '../src/start-gate.js';
 import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
@@ -24,14 +24,18 @@ async function recordingSpec(): Promise<RunSpec> {
 }
 
 /** Warm gates in a fresh folder that keep every gate they start, in order. */
-async function recordingGates(size: number) {
+async function recordingGates(size: number, growth?: WarmGateGrowth) {
   const dir = await tempDir();
   const started: ReturnType<typeof spawnGate>[] = [];
-  const gates = new WarmGates(size, () => {
-    const gate = spawnGate(dir, process.env);
-    started.push(gate);
-    return gate;
-  });
+  const gates = new WarmGates(
+    size,
+    () => {
+      const gate = spawnGate(dir, process.env);
+      started.push(gate);
+      return gate;
+    },
+    growth,
+  );
   return { gates, started };
 }
 
@@ -286,6 +290,58 @@ describe('warm gates', () => {
     gates.fill();
     gates.close();
     expect((await Promise.all(started)).map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
+  });
+
+  it('keeps one more waiting for each start that found none, up to its ceiling, and goes back to its floor after a quiet while', async () => {
+    const { gates, started } = await recordingGates(2, { ceiling: 4, shrinkAfterMs: 400 });
+    gates.fill();
+    const hits = [gates.take(), gates.take()];
+    expect(hits.every((gate) => gate !== null)).toBe(true);
+    // Three starts of a burst find none waiting: each would fork the service on the spot.
+    expect([gates.take(), gates.take(), gates.take()]).toEqual([null, null, null]);
+    expect(gates.target).toBe(4);
+    await waitFor(() => gates.idle === 4 || null, { what: 'four gates waiting after the burst' });
+    const grown = started.slice(2);
+    expect(grown).toHaveLength(4);
+    for (const gate of hits) gate!.stdin.end();
+    await waitFor(() => gates.idle === 2 || null, { timeoutMs: 5000, what: 'the pool back at its floor' });
+    expect(gates.target).toBe(2);
+    // The two let go exit without running anything; the floor's two still wait.
+    const exited = (await Promise.race([Promise.all(grown.slice(0, 2)), new Promise((r) => setTimeout(() => r(null), 2000))])) as Array<{ exitCode: number }> | null;
+    expect(exited?.map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
+    expect(grown.slice(2).map((gate) => gate.exitCode)).toEqual([null, null]);
+    gates.close();
+    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+    expect(started).toHaveLength(6);
+  });
+
+  it('does not grow for a lone start that found none, only for starts closer together than a refill', async () => {
+    const { gates, started } = await recordingGates(1, { ceiling: 4 });
+    gates.fill();
+    const lost = started[0]!;
+    lost.kill('SIGKILL');
+    await lost.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(gates.take()).toBeNull();
+    expect(gates.target).toBe(1);
+    await waitFor(() => gates.idle === 1 || null, { what: 'the refill' });
+    expect(gates.take()).not.toBeNull();
+    expect(gates.take()).toBeNull();
+    expect(gates.target).toBe(2);
+    gates.close();
+    for (const gate of started) gate.stdin.end();
+    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+  });
+
+  it('never grows when it is off (a floor of 0), however many starts find none', async () => {
+    const { gates, started } = await recordingGates(0, { ceiling: 8 });
+    gates.fill();
+    for (let i = 0; i < 5; i += 1) expect(gates.take()).toBeNull();
+    gates.fill();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(started).toHaveLength(0);
+    expect(gates.target).toBe(0);
+    gates.close();
   });
 });
 
