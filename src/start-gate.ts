@@ -204,6 +204,10 @@ export class WarmGates {
     if (this.#target > this.#size) this.#shrinkLater();
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
+      // A growth turn still pending was scheduled before this start: it would see the start and stop,
+      // and leave nothing scheduled. fill() schedules a fresh one.
+      if (this.#grow) clearImmediate(this.#grow);
+      this.#grow = null;
       this.fill();
     }, REFILL_DELAY_MS);
     return taken;

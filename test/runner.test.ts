@@ -293,7 +293,7 @@ describe('warm gates', () => {
   });
 
   it('keeps one more waiting for each start that found none, up to its ceiling, and goes back to its floor after a quiet while', async () => {
-    const { gates, started } = await recordingGates(2, { ceiling: 4, shrinkAfterMs: 400 });
+    const { gates, started } = await recordingGates(2, { ceiling: 4, shrinkAfterMs: 2000 });
     gates.fill();
     const hits = [gates.take(), gates.take()];
     expect(hits.every((gate) => gate !== null)).toBe(true);
@@ -304,11 +304,10 @@ describe('warm gates', () => {
     const grown = started.slice(2);
     expect(grown).toHaveLength(4);
     for (const gate of hits) gate!.stdin.end();
-    await waitFor(() => gates.idle === 2 || null, { timeoutMs: 5000, what: 'the pool back at its floor' });
+    await waitFor(() => gates.idle === 2 || null, { timeoutMs: 8000, what: 'the pool back at its floor' });
     expect(gates.target).toBe(2);
     // The two let go exit without running anything; the floor's two still wait.
-    const exited = (await Promise.race([Promise.all(grown.slice(0, 2)), new Promise((r) => setTimeout(() => r(null), 2000))])) as Array<{ exitCode: number }> | null;
-    expect(exited?.map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
+    expect((await Promise.all(grown.slice(0, 2))).map((r) => r.exitCode)).toEqual([GATE_UNUSED, GATE_UNUSED]);
     expect(grown.slice(2).map((gate) => gate.exitCode)).toEqual([null, null]);
     gates.close();
     await Promise.all(started.map((gate) => gate.catch(() => undefined)));
@@ -331,6 +330,19 @@ describe('warm gates', () => {
     gates.close();
     for (const gate of started) gate.stdin.end();
     await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+  });
+
+  it("starts no gate after close(), even with a burst's growth still to come", async () => {
+    const { gates, started } = await recordingGates(1, { ceiling: 6 });
+    gates.fill();
+    const hit = gates.take();
+    for (let i = 0; i < 4; i += 1) expect(gates.take()).toBeNull();
+    expect(gates.target).toBe(5);
+    gates.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(started).toHaveLength(1);
+    hit!.stdin.end();
+    await hit!.catch(() => undefined);
   });
 
   it('never grows when it is off (a floor of 0), however many starts find none', async () => {
