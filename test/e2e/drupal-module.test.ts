@@ -72,7 +72,7 @@ describe('the hosting_taskd module and the service together', () => {
     expect(await client.getTask(987_654)).toBeNull();
   });
 
-  it('the module webhook runs the task, and the outcome comes back through the module task endpoint', { timeout: 60_000 }, async () => {
+  it('the module webhook runs the task, and the outcome comes back through the module task endpoint', { timeout: 100_000 }, async () => {
     expect(spawnSync('php', ['--version']).status, 'php must be installed: bash .ci/install-php').toBe(0);
     const { db, app } = await serviceOverModule('3');
     const serviceUrl = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -82,14 +82,19 @@ describe('the hosting_taskd module and the service together', () => {
     expect(first.status).toBe(0);
     expect(first.output.webhooks).toEqual([expect.objectContaining({ code: 202 })]);
     const nid = first.output.task.nid;
-    // Generous waits: every step is a PHP process (the built-in server is one at a time), slow on a loaded machine.
-    await waitFor(async () => (await task(nid)).state === 'warning', { timeoutMs: 20_000, what: 'the warning outcome read through the module' });
+    // Generous waits: every step is a PHP process (the built-in server is one at a time), slow on a
+    // loaded machine; one retry of the service (5 s) fits too. A timeout says where the task stood.
+    const settled = async (n: number, what: string) =>
+      waitFor(async () => (await task(n)).state === 'warning', { timeoutMs: 40_000, what }).catch(async (error: Error) => {
+        throw new Error(`${error.message}; the task then: ${JSON.stringify(await task(n))}`);
+      });
+    await settled(nid, 'the warning outcome read through the module');
     expect(await task(nid)).toMatchObject({ rid: 501, lane: 'rid:501', source: 'webhook', aegirStatus: 3, outcomeConfirmed: true });
 
     // A webhook that never arrives: the reconciler reads the module's queue endpoint and runs it.
     const lost = await enqueue(db, `http://127.0.0.1:${await freePort()}`, 502);
     expect(lost.status).toBe(1);
-    await waitFor(async () => (await task(lost.output.task.nid)).state === 'warning', { timeoutMs: 20_000, what: 'the reconciler to find the lost task' });
+    await settled(lost.output.task.nid, 'the reconciler to find the lost task');
     expect(await task(lost.output.task.nid)).toMatchObject({ source: 'reconcile', rid: 502 });
   });
 
