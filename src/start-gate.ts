@@ -132,12 +132,13 @@ export interface WarmGateGrowth {
  * Keeps gates started ahead of need. Each start takes one and a replacement is started
  * REFILL_DELAY_MS later, so a task never waits for a fork it did not need. `size` (TASKD_WARM_STARTS)
  * is the floor. A start that finds none waiting forks the service on the spot, so each such miss
- * within REFILL_DELAY_MS of the start before it raises the number kept waiting by one, up to `ceiling`: after a burst (a platform's migrate, a
- * verify of every site) the next one finds its gates ready. The floor is refilled as before; the
- * gates above it are started one per turn of the event loop, and only in turns with no start since
- * the last one (each fork stops the loop for a few milliseconds, which a burst's own webhooks must
- * not wait behind). They end after `shrinkAfterMs` with no start at all, as a process manager's idle
- * timeout does, so idle RSS stays the floor's.
+ * within REFILL_DELAY_MS of the start before it raises the number kept waiting by one, up to
+ * `ceiling`: after a burst (a platform's migrate, a verify of every site) the next one finds its
+ * gates ready. The floor is refilled as before; the gates above it are started one per turn of the
+ * event loop, and a start cancels the next such turn until its own refill (each fork stops the loop
+ * for a few milliseconds, which a burst's own webhooks must not wait behind). They end after
+ * `shrinkAfterMs` with no start at all, as a process manager's idle timeout does, so idle RSS stays
+ * the floor's.
  */
 export class WarmGates {
   readonly #size: number;
@@ -149,8 +150,6 @@ export class WarmGates {
   #refill: NodeJS.Timeout | null = null;
   #grow: NodeJS.Immediate | null = null;
   #shrink: NodeJS.Timeout | null = null;
-  /** Starts so far: growth stops when one comes between two of its forks. */
-  #takes = 0;
   #lastTakeAt = -Infinity;
   #closed = false;
 
@@ -200,14 +199,12 @@ export class WarmGates {
       this.#target += 1;
     }
     this.#lastTakeAt = now;
-    this.#takes += 1;
     if (this.#target > this.#size) this.#shrinkLater();
+    // No growth fork in the middle of a burst: the refill below starts growing again after it.
+    if (this.#grow) clearImmediate(this.#grow);
+    this.#grow = null;
     this.#refill ??= setTimeout(() => {
       this.#refill = null;
-      // A growth turn still pending was scheduled before this start: it would see the start and stop,
-      // and leave nothing scheduled. fill() schedules a fresh one.
-      if (this.#grow) clearImmediate(this.#grow);
-      this.#grow = null;
       this.fill();
     }, REFILL_DELAY_MS);
     return taken;
@@ -230,11 +227,8 @@ export class WarmGates {
 
   #growSoon(): void {
     if (this.#closed || this.#grow || this.#idle.size >= this.#target) return;
-    const takes = this.#takes;
     this.#grow = setImmediate(() => {
       this.#grow = null;
-      // A start since the last fork: a burst is on, and the refill that start armed carries on after it.
-      if (this.#takes !== takes) return;
       if (this.#closed || this.#idle.size >= this.#target || !this.#startOne()) return;
       this.#growSoon();
     });
