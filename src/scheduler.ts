@@ -136,11 +136,7 @@ export class Scheduler {
       ? new LaneLookups({
           frontend: options.frontend,
           metrics: options.metrics,
-          found: (task, rid) => {
-            if (rid !== null) task.rid = rid;
-            this.#lanes.place(task, laneKeyFor(rid, task.nid));
-            this.#pump();
-          },
+          found: (task, rid) => this.#placeKnown(task, rid),
           gone: (task, reason) => this.#dropQueued(task, reason),
           later: (ms, fn) => this.#later(ms, fn),
         })
@@ -465,8 +461,12 @@ export class Scheduler {
   // ---- lanes -------------------------------------------------------------
 
   #learnLane(task: Task, rid: number): void {
-    if (!this.#laneLookups?.stop(task)) return;
-    task.rid = rid;
+    if (this.#laneLookups?.stop(task)) this.#placeKnown(task, rid);
+  }
+
+  /** A task whose lane was waiting on Aegir goes into it (a lane of its own when Aegir has no rid for it). */
+  #placeKnown(task: Task, rid: number | null): void {
+    if (rid !== null) task.rid = rid;
     task.message = null;
     this.#lanes.place(task, laneKeyFor(rid, task.nid));
     this.#pump();
