@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AegirStatus, HttpFrontend } from '../src/frontend.js';
+import { AegirStatus } from '../src/frontend.js';
 import { LANE_UNKNOWN_MESSAGE, LaneLookups } from '../src/lane-lookup.js';
-import { createMetrics } from '../src/metrics.js';
-import { FakeFrontend } from '../src/simulation/fake-frontend.js';
 import { newTask, type Task } from '../src/task.js';
-import { TEST_KEY, waitFor } from './helpers.js';
+import { waitFor } from './helpers.js';
+import { fakeFrontendClient, idleMetrics } from './simulation.js';
 
 const closers: Array<() => unknown> = [];
 afterEach(async () => {
@@ -12,18 +11,12 @@ afterEach(async () => {
 });
 
 async function lookups() {
-  const sim = new FakeFrontend({ key: TEST_KEY });
-  await sim.listen();
-  const frontend = new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: 500, connectTimeoutMs: 500 });
+  const { sim, frontend } = await fakeFrontendClient(closers);
   const timers = new Set<NodeJS.Timeout>();
-  closers.push(
-    () => sim.close(),
-    () => frontend.close(),
-    () => timers.forEach(clearTimeout),
-  );
+  closers.push(() => timers.forEach(clearTimeout));
   const found: Array<{ nid: number; rid: number | null }> = [];
   const gone: Array<{ nid: number; reason: string }> = [];
-  const metrics = createMetrics(() => ({ queued: 0, running: 0, lanes: 0, orphans: 0, paused: false }), false);
+  const metrics = idleMetrics();
   const laneLookups = new LaneLookups({
     frontend,
     metrics,

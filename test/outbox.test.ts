@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AegirStatus, HttpFrontend } from '../src/frontend.js';
-import { createMetrics } from '../src/metrics.js';
+import { AegirStatus, type HttpFrontend } from '../src/frontend.js';
 import { WriteBackOutbox, type WriteBack } from '../src/outbox.js';
-import { FakeFrontend } from '../src/simulation/fake-frontend.js';
-import { TEST_KEY, silentLog, tempDir, waitFor } from './helpers.js';
+import { silentLog, tempDir, waitFor } from './helpers.js';
+import { fakeFrontendClient, idleMetrics } from './simulation.js';
 
 const closers: Array<() => unknown> = [];
 afterEach(async () => {
@@ -11,10 +10,7 @@ afterEach(async () => {
 });
 
 async function aegir() {
-  const sim = new FakeFrontend({ key: TEST_KEY });
-  await sim.listen();
-  const frontend = new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: 500, connectTimeoutMs: 500 });
-  closers.push(() => sim.close(), () => frontend.close());
+  const { sim, frontend } = await fakeFrontendClient(closers);
   /** A task hosting-task claimed and then died in: processing at its claimed revision. */
   const processing = () => {
     const t = sim.state.addTask({ rid: 1 });
@@ -26,7 +22,7 @@ async function aegir() {
 
 function outboxFor(frontend: HttpFrontend, stateDir: string | null) {
   const done: Array<{ writeBack: WriteBack; kind: string }> = [];
-  const metrics = createMetrics(() => ({ queued: 0, running: 0, lanes: 0, orphans: 0, paused: false }), false);
+  const metrics = idleMetrics();
   const outbox = new WriteBackOutbox({ frontend, stateDir, metrics, log: silentLog, maxBackoffMs: 200, onDone: (writeBack, answer) => done.push({ writeBack, kind: answer.kind }) });
   closers.push(() => outbox.close());
   return { outbox, done, metrics };

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { HttpFrontend } from '../src/frontend.js';
+import { createMetrics } from '../src/metrics.js';
 import { FakeFrontend } from '../src/simulation/fake-frontend.js';
 import { ADMIN, ADMIN_TOKEN, TEST_KEY, TEST_SECRET, repoRoot, testConfig } from './helpers.js';
 
@@ -9,6 +10,24 @@ export const fakeHostingTask = path.join(repoRoot, 'dist', 'simulation', 'fake-h
 export const fakeHostingDispatch = path.join(repoRoot, 'dist', 'simulation', 'fake-hosting-dispatch.js');
 /** TASKD_DISPATCH_COMMAND for the simulated hosting-dispatch. */
 export const fakeDispatchCommand = JSON.stringify([process.execPath, fakeHostingDispatch]);
+
+/**
+ * The simulated frontend alone and a client of it with short timeouts, for a room of the service
+ * tested without the rest; `closers` gets what ends both.
+ */
+export async function fakeFrontendClient(closers: Array<() => unknown>) {
+  const sim = new FakeFrontend({ key: TEST_KEY });
+  await sim.listen();
+  const frontend = new HttpFrontend({ baseUrl: sim.baseUrl, key: TEST_KEY, responseTimeoutMs: 500, connectTimeoutMs: 500 });
+  closers.push(
+    () => sim.close(),
+    () => frontend.close(),
+  );
+  return { sim, frontend };
+}
+
+/** Metrics for a room tested without a scheduler: the queue gauges read as empty. */
+export const idleMetrics = () => createMetrics(() => ({ queued: 0, running: 0, lanes: 0, orphans: 0, paused: false }), false);
 
 /** A simulated Aegir frontend and a service wired to it, listening on loopback. */
 export async function simulatedAegir(env: Record<string, string> = {}, options: { retryDelaysMs?: number[]; slowMs?: number; frontendTimeoutMs?: number; loggerInstance?: FastifyBaseLogger; childEnv?: Record<string, string>; before?: (sim: FakeFrontend) => void } = {}) {
