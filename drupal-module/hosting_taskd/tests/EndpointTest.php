@@ -244,11 +244,13 @@ class EndpointTest extends HostingTaskdTestCase {
    */
   public function testUnsignedRequestsAreRefused() {
     $nid = $this->tasks['queued']['nid'];
+    // Ten seconds past the 300 s window each way, so that the clock ticking
+    // while the cases run cannot bring a timestamp back inside it.
     $cases = array(
       'no signature' => array('hosting/taskd/queue', NULL, NULL, NULL),
       'other secret' => array('hosting/taskd/queue', 'queue', hosting_taskd_generate_secret(), NULL),
-      'stale' => array('hosting/taskd/queue', 'queue', NULL, time() - 301),
-      'future' => array('hosting/taskd/queue', 'queue', NULL, time() + 301),
+      'stale' => array('hosting/taskd/queue', 'queue', NULL, time() - 310),
+      'future' => array('hosting/taskd/queue', 'queue', NULL, time() + 310),
       'signed for another route' => array('hosting/taskd/queue', 'task/' . $nid, NULL, NULL),
       'task unsigned' => array('hosting/taskd/task/' . $nid, NULL, NULL, NULL),
       'task signed for another nid' => array('hosting/taskd/task/' . $nid, 'task/' . ($nid + 1), NULL, NULL),
