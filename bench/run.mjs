@@ -50,6 +50,10 @@ const plan = {
     bursts: quick ? 4 : 10,
     burstGapMs: 300,
     rounds: Number(process.env.BENCH_LATENCY_ROUNDS) || 1,
+    // The one-at-a-time row in segments, the journal on and off in turn and each first as often as
+    // last: one service after another, the same build's p50 moved by 15 % from a minute to the next,
+    // more than the journal's own cost, and the run with it on always came first.
+    segments: quick ? 2 : 4,
   },
   // Five rounds: the median of three moved by 5 % between runs on this 2-core machine.
   throughput: { seconds: quick ? 2 : 3, warmupSeconds: 1, rounds: quick ? 1 : 5 },
@@ -94,7 +98,7 @@ const count = (n) => n.toLocaleString('en-US');
 // ---- 1. queue-to-start latency ---------------------------------------------------------
 
 async function latencySection({ workDir, secret, key, webhook }) {
-  const { count: tasks, warmup, gapMs, burstPerSecond, floorCount, burstSize, bursts, burstGapMs, rounds } = plan.latency;
+  const { count: tasks, warmup, gapMs, burstPerSecond, floorCount, burstSize, bursts, burstGapMs, rounds, segments } = plan.latency;
   const clocks = checkClocks();
   if (!clocks.agree) throw new Error('the bench clock and `date +%s%N` disagree; queue-to-start cannot be measured on this machine');
   step(`latency: fixture floor (${floorCount} direct spawns)`);
@@ -108,12 +112,25 @@ async function latencySection({ workDir, secret, key, webhook }) {
   const runs = { taskd: [], noJournal: [], hook: [], taskdPaced: [], hookPaced: [], taskdBurst: [], hookBurst: [] };
   for (let round = 1; round <= rounds; round += 1) {
     const of = rounds > 1 ? ` (round ${round} of ${rounds})` : '';
-    step(`latency: aegir-taskd, ${count(tasks)} tasks one at a time${of}`);
-    runs.taskd.push(await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: oneAtATime, round }));
-    step(`latency: adnanh/webhook, ${count(tasks)} tasks one at a time${of}`);
-    if (webhook) runs.hook.push(await measureWebhookLatency({ workDir, count: tasks, warmup, pace: oneAtATime, round }));
-    step(`latency: aegir-taskd with TASKD_JOURNAL=off, ${count(tasks)} tasks one at a time${of}`);
-    runs.noJournal.push(await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: oneAtATime, settings: { TASKD_JOURNAL: 'off' }, round }));
+    const perSegment = Math.ceil(tasks / segments);
+    for (let segment = 1; segment <= segments; segment += 1) {
+      const part = `${round}.${segment}`;
+      const ofSegment = ` (segment ${segment} of ${segments}${rounds > 1 ? `, round ${round} of ${rounds}` : ''})`;
+      const withJournal = async () => {
+        step(`latency: aegir-taskd, ${count(perSegment)} tasks one at a time${ofSegment}`);
+        runs.taskd.push(await measureTaskdLatency({ workDir, secret, key, count: perSegment, warmup, pace: oneAtATime, round: part }));
+      };
+      const withoutJournal = async () => {
+        step(`latency: aegir-taskd with TASKD_JOURNAL=off, ${count(perSegment)} tasks one at a time${ofSegment}`);
+        runs.noJournal.push(await measureTaskdLatency({ workDir, secret, key, count: perSegment, warmup, pace: oneAtATime, settings: { TASKD_JOURNAL: 'off' }, round: part }));
+      };
+      // On, webhook, off; then off, webhook, on: each build as often first as last.
+      const [first, last] = segment % 2 === 1 ? [withJournal, withoutJournal] : [withoutJournal, withJournal];
+      await first();
+      step(`latency: adnanh/webhook, ${count(perSegment)} tasks one at a time${ofSegment}`);
+      if (webhook) runs.hook.push(await measureWebhookLatency({ workDir, count: perSegment, warmup, pace: oneAtATime, round: part }));
+      await last();
+    }
     step(`latency: aegir-taskd, ${count(tasks)} tasks at ${burstPerSecond}/s${of}`);
     runs.taskdPaced.push(await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: paced, round }));
     step(`latency: adnanh/webhook, ${count(tasks)} tasks at ${burstPerSecond}/s${of}`);
@@ -175,11 +192,11 @@ async function latencySection({ workDir, secret, key, webhook }) {
   const missing = Object.values(runs).flat().reduce((sum, r) => sum + r.missing, 0);
   const perRound = (list) => list.map((r) => `${formatNumber(r.p50)} / ${formatNumber(r.p99)}`).join(', ');
   const spread =
-    rounds > 1
-      ? ` p50 / p99 of each round, ms: ${latencyRows.map((row, i) => `${row.key}: aegir-taskd ${perRound([runs.taskd, runs.taskdPaced, runs.taskdBurst][i])}; adnanh/webhook ${perRound([runs.hook, runs.hookPaced, runs.hookBurst][i])}`).join('; ')}.`
+    rounds > 1 || segments > 1
+      ? ` p50 / p99 of each service run (one at a time: each segment), ms: ${latencyRows.map((row, i) => `${row.key}: aegir-taskd ${perRound([runs.taskd, runs.taskdPaced, runs.taskdBurst][i])}; adnanh/webhook ${perRound([runs.hook, runs.hookPaced, runs.hookBurst][i])}`).join('; ')}.`
       : '';
   const notes = [
-    `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64 unless said otherwise, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted (one burst before the bursts). Bursts: ${burstSize} webhooks sent at once over ${burstSize} connections, each timed from the burst's first send; the next burst ${burstGapMs} ms after the last of one started. ${rounds} round(s), each service in turn within a round, samples pooled.${spread} Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
+    `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64 unless said otherwise, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted (one burst before the bursts). Bursts: ${burstSize} webhooks sent at once over ${burstSize} connections, each timed from the burst's first send; the next burst ${burstGapMs} ms after the last of one started. ${rounds} round(s), each service in turn within a round, samples pooled; within a round the one-at-a-time row runs in ${segments} segments of ${count(Math.ceil(tasks / segments))} tasks, fresh services each, in the order journal on, adnanh/webhook, journal off, then the reverse, so that the journal's ratio compares the same minutes of the machine.${spread} Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
     `The fixture's own floor (the bench spawning it directly, spawn call to its clock reading; a ${os.cpus().length}-core machine with the bench on it): p50 ${withUnit(floor.p50, 'ms')}, p99 ${withUnit(floor.p99, 'ms')}. Every queue-to-start figure includes it.`,
     'Modelled baselines are analytic, not sampled: the cron dispatcher waits U(0, 60 s) for the next minute (quantile q is 60·q s); the one-second poller waits U(0, 1 s) for its next poll and then sleeps 1 s before each task (1 + q s). Neither counts the time drush takes to boot.',
   ];
