@@ -201,7 +201,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
     'Modelled baselines are analytic, not sampled: the cron dispatcher waits U(0, 60 s) for the next minute (quantile q is 60·q s); the one-second poller waits U(0, 1 s) for its next poll and then sleeps 1 s before each task (1 + q s). Neither counts the time drush takes to boot.',
   ];
   const latency = latencyRows.map((row) => ({ key: row.key, ours: row.ours && [row.ours.p50, row.ours.p99], theirs: row.theirs && [row.theirs.p50, row.theirs.p99], met: parity(row.ours, row.theirs) }));
-  return { rows, notes, summary: { p99: taskd.p99, latency } };
+  return { rows, notes, summary: { p99: taskd.p99, latency, journalCost } };
 }
 
 // ---- 2. intake throughput ---------------------------------------------------------------
@@ -264,7 +264,7 @@ async function throughputSection({ workDir, secret, key, webhook }) {
     `aegir-taskd runs with TASKD_RATE_LIMIT=0, TASKD_LOG_LEVEL=${logLevel()} (its log goes to a file) and its queue paused (POST /v1/queue/pause), so intake alone is measured. adnanh/webhook has no queue: each request it accepts checks a hex HMAC-SHA256 of the body (payload-hmac-sha256) and runs \`/bin/true <nid>\` at once.`,
     `Client and servers share the machine's ${os.cpus().length} cores. Server CPU during the runs, median, % of one core: bare fastify ${formatNumber(cpu(runs.bare))}, aegir-taskd new nids ${formatNumber(cpu(runs.fresh))}, duplicates ${formatNumber(cpu(runs.duplicates))}${webhook ? `, adnanh/webhook ${formatNumber(cpu(runs.hook))} (its children not counted)` : ''}. A server well under 100% was waiting on the client, so its figure is a floor.`,
   ];
-  return { rows, notes, summary: { fresh: rate(runs.fresh), duplicates: rate(runs.duplicates) } };
+  return { rows, notes, summary: { fresh: rate(runs.fresh), duplicates: rate(runs.duplicates), shareOfBare: ratio(fresh, bare) } };
 }
 
 // ---- 3. idle cost and leak check -----------------------------------------------------------
@@ -458,7 +458,8 @@ function historyLine({ date, commit, summary }) {
   const vs = (row) => `${row.key} ${row.ours ? row.ours.map(formatNumber).join(' / ') : '—'} against ${row.theirs ? row.theirs.map(formatNumber).join(' / ') : '—'} ms (${row.met === true ? 'met' : row.met === false ? 'missed' : '—'})`;
   const parts = [
     summary.latency ? `queue-to-start p50 / p99 against adnanh/webhook: ${summary.latency.map(vs).join(', ')}` : `p99 queue-to-start ${withUnit(summary.p99, 'ms')}`,
-    `intake ${withUnit(summary.fresh, '/s')} new, ${withUnit(summary.duplicates, '/s')} duplicates`,
+    ...(summary.journalCost ? [`journal on against off ${summary.journalCost.map(formatRatio).join(' / ')} at p50 / p99`] : []),
+    `intake ${withUnit(summary.fresh, '/s')} new (${formatRatio(summary.shareOfBare)} bare fastify), ${withUnit(summary.duplicates, '/s')} duplicates`,
     `idle ${withUnit(summary.idleCpu, '%')} CPU, ${mb(summary.idleRss)}`,
     `RSS growth ${mb(summary.growth)}`,
     `${mb(summary.scaleRss)} at ${count(plan.scale.tasks)} queued`,
