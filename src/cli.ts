@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, parseCommandLine, settings, type Config } from './config.js';
 import { VERSION, buildApp } from './app.js';
-import { runDemo } from './demo.js';
 import { checkConfig, enqueueTask } from './operator-commands.js';
 import { openApiYaml as documentYaml } from './plugins/openapi.js';
 import { handleSignals, startServer } from './server.js';
@@ -88,7 +87,8 @@ export async function main(argv: string[]): Promise<number | null> {
   const command = cli.command ?? 'serve';
   if (command === 'demo') {
     try {
-      await runDemo(cli.flags);
+      // Loaded here only: the simulation (and undici's main entry, which it uses) stays out of a serving process.
+      await (await import('./demo.js')).runDemo(cli.flags);
     } catch (error) {
       process.stderr.write(`aegir-taskd: ${(error as Error).message}\n`);
       return error instanceof ConfigError ? 2 : 1;

@@ -1,6 +1,6 @@
-import { Agent, errors as undiciErrors, request } from 'undici';
 import { z } from 'zod';
 import { signedHeaders } from './signature.js';
+import { Agent, request, undiciErrors } from './undici-parts.js';
 
 /** Aegir's task status codes (hosting_task.task_status). */
 export const AegirStatus = { processing: -1, queued: 0, success: 1, error: 2, warning: 3 } as const;

@@ -1,8 +1,8 @@
-import { request } from 'undici';
 import { adminTokenFile, readAdminTokenFile } from './admin-token.js';
 import { describeDisabledFeatures, dispatchStatus, type Config } from './config.js';
 import { prepareLogDir, resolveCommand } from './runner.js';
 import { signedHeaders } from './signature.js';
+import { Agent, request } from './undici-parts.js';
 
 /**
  * Checks what start-up would need, beyond parsing: writable log and state folders and a command that
@@ -64,6 +64,11 @@ export async function enqueueTask(config: Config, input: { nid: number; rid?: nu
     const token = config.adminToken ?? (await readAdminTokenFile(config.stateDir));
     if (token) headers.authorization = `Bearer ${token.reveal()}`;
   }
-  const response = await request(`${base.replace(/\/+$/, '')}/v1/tasks`, { method: 'POST', body: payload, headers });
-  return { status: response.statusCode, body: await response.body.text() };
+  const agent = new Agent();
+  try {
+    const response = await request(`${base.replace(/\/+$/, '')}/v1/tasks`, { method: 'POST', body: payload, headers, dispatcher: agent });
+    return { status: response.statusCode, body: await response.body.text() };
+  } finally {
+    await agent.close();
+  }
 }

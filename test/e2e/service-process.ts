@@ -13,9 +13,9 @@ export interface ServiceProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts the built service as a real process and resolves once it logged that it is ready (with the test admin token and a state folder of its own unless given). */
-export async function startService(env: Record<string, string>, args: string[] = []): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [cliPath, ...args], {
+/** Starts the built service as a real process and resolves once it logged that it is ready (with the test admin token and a state folder of its own unless given); nodeArgs go to node itself. */
+export async function startService(env: Record<string, string>, args: string[] = [], nodeArgs: string[] = []): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TASKD_PORT: '0', TASKD_ADMIN_TOKEN: ADMIN_TOKEN, TASKD_STATE_DIR: env.TASKD_LOG_DIR ? path.join(env.TASKD_LOG_DIR, 'state') : mkdtempSync(path.join(os.tmpdir(), 'taskd-state-')), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
