@@ -110,9 +110,10 @@ async function latencySection({ workDir, secret, key, webhook }) {
   // Each row's services run in turn, aegir-taskd then adnanh/webhook, round after round, so a noisy
   // minute of the machine lands on both; the rounds' samples are pooled.
   const runs = { taskd: [], noJournal: [], hook: [], taskdPaced: [], hookPaced: [], taskdBurst: [], hookBurst: [] };
+  const perSegment = Math.ceil(tasks / segments);
+  const oneAtATimeTasks = perSegment * segments * rounds;
   for (let round = 1; round <= rounds; round += 1) {
     const of = rounds > 1 ? ` (round ${round} of ${rounds})` : '';
-    const perSegment = Math.ceil(tasks / segments);
     for (let segment = 1; segment <= segments; segment += 1) {
       const part = `${round}.${segment}`;
       const ofSegment = ` (segment ${segment} of ${segments}${rounds > 1 ? `, round ${round} of ${rounds}` : ''})`;
@@ -151,7 +152,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
   /** The target of issue-level parity: as fast as adnanh/webhook measured beside it, not an absolute figure. */
   const parity = (ours, theirs) => (theirs === null ? null : ours.missing === 0 && ours.p99 <= theirs.p99 && ours.p50 <= TARGETS.webhookP50Ratio * theirs.p50);
   const latencyRows = [
-    { key: 'one at a time', measure: `Queue-to-start p50 / p95 / p99, ${count(tasks * rounds)} tasks sent one at a time`, ours: taskd, theirs: hook },
+    { key: 'one at a time', measure: `Queue-to-start p50 / p95 / p99, ${count(oneAtATimeTasks)} tasks sent one at a time`, ours: taskd, theirs: hook },
     { key: `${burstPerSecond}/s`, measure: `Queue-to-start p50 / p95 / p99, ${count(tasks * rounds)} tasks at ${burstPerSecond}/s (open loop)`, ours: pooled(runs.taskdPaced), theirs: pooled(runs.hookPaced) },
     {
       key: `bursts of ${burstSize}`,
@@ -181,7 +182,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
   );
   const journalCost = [ratio(taskd.p50, taskdNoJournal.p50), ratio(taskd.p99, taskdNoJournal.p99)];
   rows.push({
-    measure: `Queue-to-start p50 / p99 with the journal on, ${count(tasks * rounds)} tasks one at a time`,
+    measure: `Queue-to-start p50 / p99 with the journal on, ${count(oneAtATimeTasks)} tasks one at a time`,
     ours: ms([taskd.p50, taskd.p99]),
     baseline: 'the same build, TASKD_JOURNAL=off',
     theirs: ms([taskdNoJournal.p50, taskdNoJournal.p99]),
@@ -196,7 +197,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
       ? ` p50 / p99 of each service run (one at a time: each segment), ms: ${latencyRows.map((row, i) => `${row.key}: aegir-taskd ${perRound([runs.taskd, runs.taskdPaced, runs.taskdBurst][i])}; adnanh/webhook ${perRound([runs.hook, runs.hookPaced, runs.hookBurst][i])}`).join('; ')}.`
       : '';
   const notes = [
-    `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64 unless said otherwise, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted (one burst before the bursts). Bursts: ${burstSize} webhooks sent at once over ${burstSize} connections, each timed from the burst's first send; the next burst ${burstGapMs} ms after the last of one started. ${rounds} round(s), each service in turn within a round, samples pooled; within a round the one-at-a-time row runs in ${segments} segments of ${count(Math.ceil(tasks / segments))} tasks, fresh services each, in the order journal on, adnanh/webhook, journal off, then the reverse, so that the journal's ratio compares the same minutes of the machine.${spread} Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
+    `Queue-to-start: from just before the bench sends the signed webhook to the fixture's own \`date +%s%N\` as its first act (bench/fixtures/record-start.sh, run through /bin/sh by both services, with distinct nids and rids, TASKD_CONCURRENCY=64 unless said otherwise, rate limit off). The bench reads the same wall clock in nanoseconds (performance.timeOrigin + performance.now()); a \`date\` call bracketed by two readings agreed. "One at a time": each webhook goes out once the previous task has started, plus ${gapMs} ms. ${warmup} warm-up tasks first, not counted (one burst before the bursts). Bursts: ${burstSize} webhooks sent at once over ${burstSize} connections, each timed from the burst's first send; the next burst ${burstGapMs} ms after the last of one started. ${rounds} round(s), each service in turn within a round, samples pooled; within a round the one-at-a-time row runs in ${segments} segments of ${count(perSegment)} tasks, fresh services each, in the order journal on, adnanh/webhook, journal off, then the reverse, so that the journal's ratio compares the same minutes of the machine.${spread} Max: aegir-taskd ${withUnit(taskd.max, 'ms')}, adnanh/webhook ${hook ? withUnit(hook.max, 'ms') : '—'}.${missing ? ` ${missing} task(s) never recorded a start.` : ''}`,
     `The fixture's own floor (the bench spawning it directly, spawn call to its clock reading; a ${os.cpus().length}-core machine with the bench on it): p50 ${withUnit(floor.p50, 'ms')}, p99 ${withUnit(floor.p99, 'ms')}. Every queue-to-start figure includes it.`,
     'Modelled baselines are analytic, not sampled: the cron dispatcher waits U(0, 60 s) for the next minute (quantile q is 60·q s); the one-second poller waits U(0, 1 s) for its next poll and then sleeps 1 s before each task (1 + q s). Neither counts the time drush takes to boot.',
   ];
