@@ -187,15 +187,16 @@ function writeSamples(file, records, sentAt) {
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
-/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal. */
-export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1 }) {
-  const name = `latency-taskd-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}-${round}`;
+/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal; dist: another build's folder. */
+export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1, dist = null, label = '' }) {
+  const name = `latency-taskd${label ? `-${label}` : ''}-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}-${round}`;
   const recordFile = path.join(workDir, `${name}.records`);
   const service = await startTaskd({
     workDir,
     name,
     secret,
     settings: { TASKD_COMMAND: JSON.stringify([...fixtureArgv(recordFile), '{nid}']), TASKD_CONCURRENCY: '64', TASKD_RATE_LIMIT: '0', ...settings },
+    dist,
   });
   try {
     return await measureTarget({

@@ -123,7 +123,7 @@ export function logLevel() {
  * logged at every level. With `inspect`, the service also opens the inspector on loopback, so the
  * bench can ask it for a full garbage collection (see collectGarbage).
  */
-export async function startTaskd({ workDir, name, secret, settings = {}, inspect = false, nodeArgs: extraNodeArgs = [] }) {
+export async function startTaskd({ workDir, name, secret, settings = {}, inspect = false, nodeArgs: extraNodeArgs = [], dist = null }) {
   // Every start gets folders of its own: a second round of the same measurement must not restore the
   // first round's journal (its queued nids would answer as duplicates, and its queue would be restored).
   let run = 1;
@@ -144,7 +144,7 @@ export async function startTaskd({ workDir, name, secret, settings = {}, inspect
     ...settings,
   });
   const nodeArgs = [...profileArgs(name), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []), ...extraNodeArgs];
-  const child = spawnLogged(process.execPath, [...nodeArgs, cliPath], { env, logFile });
+  const child = spawnLogged(process.execPath, [...nodeArgs, dist ? path.join(path.resolve(dist), 'cli.js') : cliPath], { env, logFile });
   await readyOrStopped(child, () => waitForPort(port, child, logFile, `aegir-taskd (${name})`));
   return { name, pid: child.pid, url: `http://127.0.0.1:${port}`, inspectPort, logDir, logFile, stop: () => stopProcess(child) };
 }
