@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SECRET_ENV_NAMES } from './config.js';
-import { encodeGateTask, GATE_EXEC_FAILED, GATE_FAILED, spawnGate, type WarmGates } from './start-gate.js';
+import { encodeGateTask, GATE_EXEC_FAILED, GATE_FAILED, handTask, processStartFromStat, spawnGate, type WarmGates } from './start-gate.js';
 
 export interface RunResult {
   exitCode: number | null;
@@ -211,10 +211,7 @@ export async function isRunning(pid: number): Promise<boolean> {
 /** The kernel's start time of a process (clock ticks since boot), so a recycled pid is not mistaken for our child. */
 export async function readProcessStartTime(pid: number): Promise<string | null> {
   try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    // The command name may hold spaces and parentheses; fields are counted after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null;
+    return processStartFromStat(await fs.readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return null;
   }
@@ -312,7 +309,7 @@ export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Pr
   const meta = JSON.stringify({ ...spec.meta, startedAt: Date.now() });
   const gateInput = encodeGateTask({ nid: spec.name, header, meta, argv: [resolved.path, ...argv.slice(1)] });
   const subprocess = warmGates?.take() ?? spawnGate(spec.logDir, childEnvironment(spec.env));
-  subprocess.stdin.end(gateInput);
+  handTask(subprocess, gateInput);
   // Taken once the process exists and has its task, so queue-to-start latency includes the spawn itself.
   const startedAt = Date.now();
   const pid = subprocess.pid ?? null;

@@ -6,10 +6,11 @@ import { execa, type ResultPromise } from 'execa';
  * Every child starts as this tiny shell, and learns which task it is over its stdin. Before it
  * execs the command (same pid, same start time, stdin from /dev/null) it opens <nid>.log as its
  * output, writes <nid>.run.json (what a restarted service needs to re-adopt it), then <nid>.pid (its
- * pid and kernel start time), then the attempt's header line into the log. So the command never
- * runs without those files, even if the service dies the instant after starting it, and the service
- * does no disk writes of its own before the command starts. Arguments reach exec as they are: no
- * shell interprets them.
+ * pid and kernel start time, which the service read as it forked the gate and sends first), then the
+ * attempt's header line into the log. So the command never runs without those files, even if the
+ * service dies the instant after starting it, and the service does no disk writes of its own before
+ * the command starts. Arguments reach exec as they are: no shell interprets them. dash reads its
+ * stdin a byte per system call, so every byte sent costs the start about 1 µs.
  *
  * Because the task comes over stdin, a gate can be started before there is a task for it (a warm
  * gate): a fork of the service costs in proportion to its memory, and this takes it off the path
@@ -18,17 +19,19 @@ import { execa, type ResultPromise } from 'execa';
  */
 const GATE_SCRIPT = [
   'dir=$1 mask=$2',
-  'IFS= read -r nid && IFS= read -r header && IFS= read -r meta && IFS= read -r argc || exit 76',
+  'IFS= read -r start && IFS= read -r nid && IFS= read -r header && IFS= read -r meta && IFS= read -r argc || exit 76',
   'set --',
-  'while [ "$argc" -gt 0 ] 2>/dev/null; do IFS= read -r arg || exit 76; set -- "$@" "$arg"; argc=$((argc - 1)); done',
+  'case $argc in "" | *[!0-9]*) exit 76 ;; esac',
+  'while [ "$argc" -gt 0 ]; do IFS= read -r arg || exit 76; set -- "$@" "$arg"; argc=$((argc - 1)); done',
   '[ $# -gt 0 ] || exit 76',
   // The log and run files are for this user only (0600); the command itself runs with the service's own umask.
   'umask 077',
-  'true 2>/dev/null >>"$dir/$nid.log" || exit 75',
-  'exec >>"$dir/$nid.log" 2>&1',
+  // `command` keeps a failed redirection from ending the shell (as it would for a bare exec), so one open both tests and takes the log.
+  'command exec >>"$dir/$nid.log" 2>&1 || exit 75',
   "printf '%s\\n' \"$meta\" > \"$dir/$nid.run.json\" || exit 75",
-  'start=',
-  'if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi',
+  // The service read the start time when it forked this gate (the same process becomes the command).
+  // Only without it is /proc read here: dash's read takes a byte per system call, some 0.5 ms for the line.
+  'case $start in "" | *[!0-9]*) start= ; if read -r stat < /proc/$$/stat 2>/dev/null; then rest=${stat##*) }; field() { shift 19; start=$1; }; field $rest; fi ;; esac',
   "printf '%s %s\\n' \"$$\" \"$start\" > \"$dir/$nid.pid\" || exit 75",
   "printf '%s\\n' \"$header\"",
   // hosting_taskd's drush pre-hook tees Aegir's task log to stderr only for a task the service started
@@ -60,9 +63,30 @@ export interface GateTask {
   argv: readonly string[];
 }
 
+/** A gate's kernel start time (clock ticks since boot, field 22 of /proc/<pid>/stat), or null. */
+export function processStartFromStat(stat: string): string | null {
+  // The command name may hold spaces and parentheses; fields are counted after its closing parenthesis.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+}
+
 export type Gate = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'ignore'; detached: true; reject: false; buffer: false }>;
 
 let serviceUmask: string | null = null;
+
+/**
+ * Each gate's start time, read as it is forked. exec keeps the pid and the start time, so it is the
+ * command's too, and the gate writes it into <nid>.pid without reading /proc itself at start.
+ */
+const gateStarts = new WeakMap<Gate, string>();
+
+function readStartTimeNow(pid: number): string | null {
+  try {
+    return processStartFromStat(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    // No /proc here: the gate tries itself, and the pid file goes without a start time if it cannot.
+    return null;
+  }
+}
 
 /**
  * The umask the command must run with (a unit's UMask=0027 keeps provision's backups and drushrc
@@ -97,10 +121,22 @@ export function spawnGate(logDir: string, childEnv: NodeJS.ProcessEnv): Gate {
   });
   // A gate that dies before it gets its task must not crash the service with EPIPE; its exit tells the rest.
   gate.stdin.on('error', () => undefined);
+  const start = gate.pid === undefined ? null : readStartTimeNow(gate.pid);
+  if (start !== null && /^\d+$/.test(start)) gateStarts.set(gate, start);
   return gate;
 }
 
-/** What a gate reads from its stdin: one line per field, so no field may hold a line break. */
+/** The start time read when the gate was forked; null when /proc could not tell. */
+export function gateProcessStart(gate: Gate): string | null {
+  return gateStarts.get(gate) ?? null;
+}
+
+/** Gives a gate its task (from encodeGateTask), led by the start time read when it was forked. */
+export function handTask(gate: Gate, task: string): void {
+  gate.stdin.end(`${gateProcessStart(gate) ?? ''}\n${task}`);
+}
+
+/** What a gate reads from its stdin after its start time (handTask): one line per field, so no field may hold a line break. */
 export function encodeGateTask(task: GateTask): string {
   const fields = [String(task.nid), task.header, task.meta, String(task.argv.length), ...task.argv];
   // A line break would shift every field after it; the shell's read would silently drop a NUL.

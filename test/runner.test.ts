@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildArgv, prepareLogDir, childEnvironment, logFilePath, pidFilePath, readPidFile, readProcessStartTime, readTail, runFilePath, startRun, type RunSpec } from '../src/runner.js';
-import { encodeGateTask, spawnGate, WarmGates, GATE_UNUSED, type WarmGateGrowth } from '../src/start-gate.js';
+import { encodeGateTask, gateProcessStart, handTask, spawnGate, WarmGates, GATE_UNUSED, type WarmGateGrowth } from '../src/start-gate.js';
 import { fixture, isProcessAlive, readRecords, tempDir, waitFor } from './helpers.js';
 
 async function spec(overrides: Partial<RunSpec> = {}): Promise<RunSpec> {
@@ -209,20 +209,49 @@ describe('the start gate', () => {
   it('writes the run record, the pid and kernel start time, and the header, then becomes the command with stdin from /dev/null', async () => {
     const dir = await tempDir();
     const gate = spawnGate(dir, process.env);
-    gate.stdin.end(encodeGateTask({ nid: 7, header: 'the header', meta: '{"nid":7}', argv: ['/bin/sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)', '', '  lead and trail\t', 'back\\slash \\n', '*'] }));
+    const kernelStart = await readProcessStartTime(gate.pid!);
+    handTask(gate, encodeGateTask({ nid: 7, header: 'the header', meta: '{"nid":7}', argv: ['/bin/sh', '-c', 'echo "$$"; readlink /proc/$$/fd/0; printf "[%s]" "$@"', 'x', 'a b', '$(nope)', '', '  lead and trail\t', 'back\\slash \\n', '*'] }));
     const started = await waitFor(() => readPidFile(pidFilePath(dir, 7)));
     expect((await gate).exitCode).toBe(0);
     expect(await fs.readFile(logFilePath(dir, 7), 'utf8')).toBe(`the header\n${gate.pid}\n/dev/null\n[a b][$(nope)][][  lead and trail\t][back\\slash \\n][*]`);
     expect(await fs.readFile(runFilePath(dir, 7), 'utf8')).toBe('{"nid":7}\n');
     expect(started.pid).toBe(gate.pid);
     expect(started.processStart).toMatch(/^\d+$/);
+    expect(started.processStart).toBe(kernelStart);
+  });
+
+  it('reads its start time when it is forked, so that the gate need not read /proc before the exec', async () => {
+    const gate = spawnGate(await tempDir(), process.env);
+    try {
+      expect(gateProcessStart(gate)).toMatch(/^\d+$/);
+      expect(gateProcessStart(gate)).toBe(await readProcessStartTime(gate.pid!));
+    } finally {
+      gate.stdin.end();
+      await gate;
+    }
+  });
+
+  it('writes the start time it is handed into the pid file, and reads its own from /proc when none or a malformed one comes', async () => {
+    const dir = await tempDir();
+    const cases = [
+      { nid: 11, first: '12345', handed: true },
+      { nid: 12, first: '', handed: false },
+      { nid: 13, first: '12 34', handed: false },
+    ];
+    for (const { nid, first, handed } of cases) {
+      const gate = spawnGate(dir, process.env);
+      const kernelStart = await readProcessStartTime(gate.pid!);
+      gate.stdin.end(`${first}\n${encodeGateTask({ nid, header: 'h', meta: '{}', argv: ['/bin/true'] })}`);
+      expect((await gate).exitCode).toBe(0);
+      expect(await readPidFile(pidFilePath(dir, nid))).toEqual({ pid: gate.pid, processStart: handed ? first : kernelStart });
+    }
   });
 
   it('creates the log for this user only, and runs the command with the service umask', async () => {
     const dir = await tempDir();
     const gate = spawnGate(dir, process.env);
     const previous = process.umask();
-    gate.stdin.end(encodeGateTask({ nid: 8, header: 'h', meta: '{}', argv: ['/bin/sh', '-c', 'umask'] }));
+    handTask(gate, encodeGateTask({ nid: 8, header: 'h', meta: '{}', argv: ['/bin/sh', '-c', 'umask'] }));
     await gate;
     expect((await fs.stat(logFilePath(dir, 8))).mode & 0o777).toBe(0o600);
     expect(Number.parseInt((await fs.readFile(logFilePath(dir, 8), 'utf8')).split('\n')[1]!, 8)).toBe(previous);
@@ -236,7 +265,7 @@ describe('the start gate', () => {
     idle.stdin.end();
     const partial = spawnGate(dir, env);
     // The task says two arguments and sends one.
-    partial.stdin.end(`9\nheader\n{}\n2\n${fixture('record-run.sh')}\n`);
+    partial.stdin.end(`\n9\nheader\n{}\n2\n${fixture('record-run.sh')}\n`);
     expect((await idle).exitCode).toBe(GATE_UNUSED);
     expect((await partial).exitCode).toBe(GATE_UNUSED);
     expect(await readRecords(recordFile)).toEqual([]);
@@ -257,7 +286,7 @@ describe('warm gates', () => {
     expect(started).toHaveLength(2);
     const taken = gates.take()!;
     expect(taken).not.toBeNull();
-    taken.stdin.end(encodeGateTask({ nid: 3, header: 'h', meta: '{}', argv: ['/bin/true'] }));
+    handTask(taken, encodeGateTask({ nid: 3, header: 'h', meta: '{}', argv: ['/bin/true'] }));
     expect((await taken).exitCode).toBe(0);
     await waitFor(() => gates.idle === 2 || null, { what: 'the replacement gate' });
     expect(started).toHaveLength(3);
