@@ -308,7 +308,9 @@ export async function startProcess(spec: ProcessSpec, warmGates?: WarmGates): Pr
   const runFile = runFilePath(spec.logDir, spec.name);
   const meta = JSON.stringify({ ...spec.meta, startedAt: Date.now() });
   const gateInput = encodeGateTask({ nid: spec.name, header, meta, argv: [resolved.path, ...argv.slice(1)] });
-  const subprocess = warmGates?.take() ?? spawnGate(spec.logDir, childEnvironment(spec.env));
+  const waiting = warmGates?.take() ?? null;
+  const subprocess = waiting ?? spawnGate(spec.logDir, childEnvironment(spec.env));
+  if (!waiting) warmGates?.startedOwn();
   handTask(subprocess, gateInput);
   // Taken once the process exists and has its task, so queue-to-start latency includes the spawn itself.
   const startedAt = Date.now();

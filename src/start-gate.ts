@@ -246,6 +246,16 @@ export class WarmGates {
     return taken;
   }
 
+  /**
+   * Called when a start that found none waiting has forked its own gate. The next start is timed
+   * from here, since that fork held the loop for milliseconds: timed from take(), a burst whose starts
+   * each fork on the spot looked like a slow stream (each start more than REFILL_DELAY_MS after the
+   * last), and the pool stopped growing at about 15 of a burst of 50.
+   */
+  startedOwn(): void {
+    this.#lastTakeAt = performance.now();
+  }
+
   /** false when /bin/sh could not be started: starts fall back to their own gate, which reports why. */
   #startOne(): boolean {
     const gate = this.#start();
@@ -268,7 +278,9 @@ export class WarmGates {
       if (this.#closed || this.#idle.size >= this.#target || !this.#startOne()) return;
       this.#growSoon();
     });
-    this.#grow.unref();
+    // Not unref'd: with only unref'd immediates pending, libuv blocks in poll, and the pool grew one
+    // gate per wake-up from something else (after a burst of 50, it stood at 16 when the next came).
+    // The chain ends by itself at the target, and close() clears it.
   }
 
   /** Back to the floor once a whole shrinkAfterMs has passed without a start. */

@@ -343,6 +343,37 @@ describe('warm gates', () => {
     expect(started).toHaveLength(6);
   });
 
+  it('grows to its target after a burst with nothing else waking the event loop', async () => {
+    const { gates, started } = await recordingGates(1, { ceiling: 6 });
+    gates.fill();
+    expect(gates.take()).not.toBeNull();
+    expect([gates.take(), gates.take(), gates.take(), gates.take(), gates.take()]).toEqual([null, null, null, null, null]);
+    expect(gates.target).toBe(6);
+    // One timer and no other I/O: growth that waited for something else to wake the loop would be one gate here.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(gates.idle).toBe(6);
+    gates.close();
+    for (const gate of started) gate.stdin.end();
+    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+  });
+
+  it('times a burst from the end of a start that forked its own gate, so that starts slowed by their own forks still count as one', async () => {
+    const { gates, started } = await recordingGates(1, { ceiling: 4 });
+    gates.fill();
+    expect(gates.take()).not.toBeNull();
+    // Each start that found none forked on the spot, which held the loop longer than a refill's delay.
+    for (let i = 0; i < 3; i += 1) {
+      const busyUntil = performance.now() + 8;
+      expect(gates.take()).toBeNull();
+      while (performance.now() < busyUntil);
+      gates.startedOwn();
+    }
+    expect(gates.target).toBe(4);
+    gates.close();
+    for (const gate of started) gate.stdin.end();
+    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+  });
+
   it('does not grow for a lone start that found none, only for starts closer together than a refill', async () => {
     const { gates, started } = await recordingGates(1, { ceiling: 4 });
     gates.fill();
