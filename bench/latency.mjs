@@ -187,8 +187,8 @@ function writeSamples(file, records, sentAt) {
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
-/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal; dist: another build's folder. */
-export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1, dist = null, label = '' }) {
+/** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal; dist: another build's folder; nodeArgs: for node itself. */
+export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1, dist = null, label = '', nodeArgs = [] }) {
   const name = `latency-taskd${label ? `-${label}` : ''}-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}-${round}`;
   const recordFile = path.join(workDir, `${name}.records`);
   const service = await startTaskd({
@@ -197,6 +197,7 @@ export async function measureTaskdLatency({ workDir, secret, key, count, warmup,
     secret,
     settings: { TASKD_COMMAND: JSON.stringify([...fixtureArgv(recordFile), '{nid}']), TASKD_CONCURRENCY: '64', TASKD_RATE_LIMIT: '0', ...settings },
     dist,
+    nodeArgs,
   });
   try {
     return await measureTarget({
