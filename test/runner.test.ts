@@ -39,6 +39,13 @@ async function recordingGates(size: number, growth?: WarmGateGrowth) {
   return { gates, started };
 }
 
+/** Ends the pool and every gate it started, waiting for each to exit. */
+async function releaseGates(gates: WarmGates, started: ReturnType<typeof spawnGate>[]) {
+  gates.close();
+  for (const gate of started) gate.stdin.end();
+  await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+}
+
 describe('buildArgv', () => {
   it('replaces {nid} wherever it stands, and nothing else', () => {
     expect(buildArgv(['drush', '@hostmaster', 'hosting-task', '{nid}', '--task={nid}', '{rid}'], 7)).toEqual([
@@ -352,9 +359,7 @@ describe('warm gates', () => {
     // One timer and no other I/O: growth that waited for something else to wake the loop would be one gate here.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(gates.idle).toBe(6);
-    gates.close();
-    for (const gate of started) gate.stdin.end();
-    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+    await releaseGates(gates, started);
   });
 
   it('times a burst from the end of a start that forked its own gate, so that starts slowed by their own forks still count as one', async () => {
@@ -369,9 +374,7 @@ describe('warm gates', () => {
       gates.startedOwn();
     }
     expect(gates.target).toBe(4);
-    gates.close();
-    for (const gate of started) gate.stdin.end();
-    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+    await releaseGates(gates, started);
   });
 
   it('does not grow for a lone start that found none, only for starts closer together than a refill', async () => {
@@ -387,9 +390,7 @@ describe('warm gates', () => {
     expect(gates.take()).not.toBeNull();
     expect(gates.take()).toBeNull();
     expect(gates.target).toBe(2);
-    gates.close();
-    for (const gate of started) gate.stdin.end();
-    await Promise.all(started.map((gate) => gate.catch(() => undefined)));
+    await releaseGates(gates, started);
   });
 
   it("starts no gate after close(), even with a burst's growth still to come", async () => {
