@@ -162,6 +162,8 @@ export interface WarmGateGrowth {
   /** The most gates kept waiting after a burst (the scheduler gives TASKD_CONCURRENCY); the floor when absent. */
   ceiling?: number;
   shrinkAfterMs?: number;
+  /** Milliseconds, for telling a burst from a stream; performance.now unless a test holds time still. */
+  clock?: () => number;
 }
 
 /**
@@ -181,6 +183,7 @@ export class WarmGates {
   readonly #ceiling: number;
   readonly #shrinkAfterMs: number;
   readonly #start: () => Gate;
+  readonly #clock: () => number;
   readonly #idle = new Set<Gate>();
   #target: number;
   #refill: NodeJS.Timeout | null = null;
@@ -194,6 +197,7 @@ export class WarmGates {
     this.#target = size;
     this.#ceiling = size === 0 ? 0 : Math.max(size, growth.ceiling ?? size);
     this.#shrinkAfterMs = growth.shrinkAfterMs ?? WARM_SHRINK_AFTER_MS;
+    this.#clock = growth.clock ?? (() => performance.now());
     this.#start = start;
   }
 
@@ -217,7 +221,7 @@ export class WarmGates {
   /** A waiting gate, or null when none is ready (the caller then starts its own). */
   take(): Gate | null {
     if (this.#size === 0 || this.#closed) return null;
-    const now = performance.now();
+    const now = this.#clock();
     let taken: Gate | null = null;
     for (const gate of this.#idle) {
       this.#idle.delete(gate);
@@ -253,7 +257,7 @@ export class WarmGates {
    * last), and the pool stopped growing at about 15 of a burst of 50.
    */
   startedOwn(): void {
-    this.#lastTakeAt = performance.now();
+    this.#lastTakeAt = this.#clock();
   }
 
   /** false when /bin/sh could not be started: starts fall back to their own gate, which reports why. */
