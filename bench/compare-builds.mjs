@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { measureTaskdLatency, summarizeSamples } from './latency.mjs';
+import { LATENCY_PACING, latencyPaces, measureTaskdLatency, summarizeSamples } from './latency.mjs';
 import { formatNumber, formatRatio, ratio } from './report.mjs';
 import { benchDir } from './services.mjs';
 import { makeSecret } from './signing.mjs';
@@ -19,16 +19,16 @@ if (!other) throw new Error('BENCH_COMPARE_DIST must name the other build (for e
 const segments = Number(process.env.BENCH_COMPARE_SEGMENTS) || 6;
 const tasks = Number(process.env.BENCH_COMPARE_TASKS) || 200;
 const bursts = Number(process.env.BENCH_COMPARE_BURSTS) || 2;
-const burstSize = 50;
+const { burstSize, burstPerSecond } = LATENCY_PACING;
 const thisNodeArgs = (process.env.BENCH_COMPARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const builds = [
   { label: 'this', dist: path.join(benchDir, '..', 'dist'), nodeArgs: thisNodeArgs },
   { label: 'other', dist: path.resolve(other), nodeArgs: [] },
 ];
 const rows = [
-  { key: 'one at a time', pace: { mode: 'sequential', gapMs: 15 }, count: tasks, warmup: 20, settings: {} },
-  { key: '100/s', pace: { mode: 'paced', intervalMs: 10 }, count: tasks, warmup: 20, settings: {} },
-  { key: `bursts of ${burstSize}`, pace: { mode: 'burst', size: burstSize, gapMs: 300 }, count: bursts * burstSize, warmup: burstSize, settings: { TASKD_CONCURRENCY: String(burstSize) } },
+  { key: 'one at a time', pace: latencyPaces.oneAtATime, count: tasks, warmup: 20, settings: {} },
+  { key: `${burstPerSecond}/s`, pace: latencyPaces.paced, count: tasks, warmup: 20, settings: {} },
+  { key: `bursts of ${burstSize}`, pace: latencyPaces.burst, count: bursts * burstSize, warmup: burstSize, settings: latencyPaces.burstSettings },
 ];
 
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegir-taskd-compare-'));

@@ -187,6 +187,15 @@ function writeSamples(file, records, sentAt) {
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
+/** How the three rows pace their webhooks: `npm run bench` and compare-builds.mjs measure the same rows. */
+export const LATENCY_PACING = { gapMs: 15, burstPerSecond: 100, burstSize: 50, burstGapMs: 300 };
+export const latencyPaces = {
+  oneAtATime: { mode: 'sequential', gapMs: LATENCY_PACING.gapMs },
+  paced: { mode: 'paced', intervalMs: 1000 / LATENCY_PACING.burstPerSecond },
+  burst: { mode: 'burst', size: LATENCY_PACING.burstSize, gapMs: LATENCY_PACING.burstGapMs },
+  burstSettings: { TASKD_CONCURRENCY: String(LATENCY_PACING.burstSize) },
+};
+
 /** settings: extra TASKD_* settings, e.g. TASKD_JOURNAL=off to measure the same build without its journal; dist: another build's folder; nodeArgs: for node itself. */
 export async function measureTaskdLatency({ workDir, secret, key, count, warmup, pace, settings = {}, round = 1, dist = null, label = '', nodeArgs = [] }) {
   const name = `latency-taskd${label ? `-${label}` : ''}-${pace.mode}${settings.TASKD_JOURNAL === 'off' ? '-no-journal' : ''}-${round}`;

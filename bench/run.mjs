@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkClocks, measureFixtureFloor, measureTaskdLatency, measureWebhookLatency, modelledWaits, summarizeSamples } from './latency.mjs';
+import { LATENCY_PACING, checkClocks, latencyPaces, measureFixtureFloor, measureTaskdLatency, measureWebhookLatency, modelledWaits, summarizeSamples } from './latency.mjs';
 import { CASES as DISPATCH_CASES, measureDispatch, TIME_SCALE } from './dispatch.mjs';
 import { measureIdle, measureTaskdLeak, measureWebhookLeak } from './idle.mjs';
 import {
@@ -43,12 +43,9 @@ const plan = {
   latency: {
     count: quick ? 200 : 1000,
     warmup: quick ? 20 : 50,
-    gapMs: 15,
-    burstPerSecond: 100,
+    ...LATENCY_PACING,
     floorCount: quick ? 100 : 300,
-    burstSize: 50,
     bursts: quick ? 4 : 10,
-    burstGapMs: 300,
     rounds: Number(process.env.BENCH_LATENCY_ROUNDS) || 1,
     // The one-at-a-time row in segments, the journal on and off in turn and each first as often as
     // last: one service after another, the same build's p50 moved by 15 % from a minute to the next,
@@ -103,10 +100,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
   if (!clocks.agree) throw new Error('the bench clock and `date +%s%N` disagree; queue-to-start cannot be measured on this machine');
   step(`latency: fixture floor (${floorCount} direct spawns)`);
   const floor = await measureFixtureFloor({ workDir, count: floorCount });
-  const oneAtATime = { mode: 'sequential', gapMs };
-  const paced = { mode: 'paced', intervalMs: 1000 / burstPerSecond };
-  const burst = { mode: 'burst', size: burstSize, gapMs: burstGapMs };
-  const burstSettings = { TASKD_CONCURRENCY: String(burstSize) };
+  const { oneAtATime, paced, burst, burstSettings } = latencyPaces;
   // Each row's services run in turn, aegir-taskd then adnanh/webhook, round after round, so a noisy
   // minute of the machine lands on both; the rounds' samples are pooled.
   const runs = { taskd: [], noJournal: [], hook: [], taskdPaced: [], hookPaced: [], taskdBurst: [], hookBurst: [] };
