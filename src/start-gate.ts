@@ -63,7 +63,7 @@ export interface GateTask {
   argv: readonly string[];
 }
 
-/** A gate's kernel start time (clock ticks since boot, field 22 of /proc/<pid>/stat), or null. */
+/** A process's kernel start time (clock ticks since boot, field 22 of /proc/<pid>/stat), or null. */
 export function processStartFromStat(stat: string): string | null {
   // The command name may hold spaces and parentheses; fields are counted after its closing parenthesis.
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
