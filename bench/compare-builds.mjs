@@ -19,7 +19,7 @@ if (!other) throw new Error('BENCH_COMPARE_DIST must name the other build (for e
 const segments = Number(process.env.BENCH_COMPARE_SEGMENTS) || 6;
 const tasks = Number(process.env.BENCH_COMPARE_TASKS) || 200;
 const bursts = Number(process.env.BENCH_COMPARE_BURSTS) || 2;
-const { burstSize, burstPerSecond } = LATENCY_PACING;
+const { burstSize, pacedPerSecond } = LATENCY_PACING;
 const thisNodeArgs = (process.env.BENCH_COMPARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const builds = [
   { label: 'this', dist: path.join(benchDir, '..', 'dist'), nodeArgs: thisNodeArgs },
@@ -27,7 +27,7 @@ const builds = [
 ];
 const rows = [
   { key: 'one at a time', pace: latencyPaces.oneAtATime, count: tasks, warmup: 20, settings: {} },
-  { key: `${burstPerSecond}/s`, pace: latencyPaces.paced, count: tasks, warmup: 20, settings: {} },
+  { key: `${pacedPerSecond}/s`, pace: latencyPaces.paced, count: tasks, warmup: 20, settings: {} },
   { key: `bursts of ${burstSize}`, pace: latencyPaces.burst, count: bursts * burstSize, warmup: burstSize, settings: latencyPaces.burstSettings },
 ];
 

@@ -188,10 +188,10 @@ function writeSamples(file, records, sentAt) {
 }
 
 /** How the three rows pace their webhooks: `npm run bench` and compare-builds.mjs measure the same rows. */
-export const LATENCY_PACING = { gapMs: 15, burstPerSecond: 100, burstSize: 50, burstGapMs: 300 };
+export const LATENCY_PACING = { gapMs: 15, pacedPerSecond: 100, burstSize: 50, burstGapMs: 300 };
 export const latencyPaces = {
   oneAtATime: { mode: 'sequential', gapMs: LATENCY_PACING.gapMs },
-  paced: { mode: 'paced', intervalMs: 1000 / LATENCY_PACING.burstPerSecond },
+  paced: { mode: 'paced', intervalMs: 1000 / LATENCY_PACING.pacedPerSecond },
   burst: { mode: 'burst', size: LATENCY_PACING.burstSize, gapMs: LATENCY_PACING.burstGapMs },
   burstSettings: { TASKD_CONCURRENCY: String(LATENCY_PACING.burstSize) },
 };

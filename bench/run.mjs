@@ -95,7 +95,7 @@ const count = (n) => n.toLocaleString('en-US');
 // ---- 1. queue-to-start latency ---------------------------------------------------------
 
 async function latencySection({ workDir, secret, key, webhook }) {
-  const { count: tasks, warmup, gapMs, burstPerSecond, floorCount, burstSize, bursts, burstGapMs, rounds, segments } = plan.latency;
+  const { count: tasks, warmup, gapMs, pacedPerSecond, floorCount, burstSize, bursts, burstGapMs, rounds, segments } = plan.latency;
   const clocks = checkClocks();
   if (!clocks.agree) throw new Error('the bench clock and `date +%s%N` disagree; queue-to-start cannot be measured on this machine');
   step(`latency: fixture floor (${floorCount} direct spawns)`);
@@ -126,9 +126,9 @@ async function latencySection({ workDir, secret, key, webhook }) {
       if (webhook) runs.hook.push(await measureWebhookLatency({ workDir, count: perSegment, warmup, pace: oneAtATime, round: part }));
       await last();
     }
-    step(`latency: aegir-taskd, ${count(tasks)} tasks at ${burstPerSecond}/s${of}`);
+    step(`latency: aegir-taskd, ${count(tasks)} tasks at ${pacedPerSecond}/s${of}`);
     runs.taskdPaced.push(await measureTaskdLatency({ workDir, secret, key, count: tasks, warmup, pace: paced, round }));
-    step(`latency: adnanh/webhook, ${count(tasks)} tasks at ${burstPerSecond}/s${of}`);
+    step(`latency: adnanh/webhook, ${count(tasks)} tasks at ${pacedPerSecond}/s${of}`);
     if (webhook) runs.hookPaced.push(await measureWebhookLatency({ workDir, count: tasks, warmup, pace: paced, round }));
     step(`latency: aegir-taskd, ${bursts} bursts of ${burstSize}${of}`);
     runs.taskdBurst.push(await measureTaskdLatency({ workDir, secret, key, count: bursts * burstSize, warmup: burstSize, pace: burst, settings: burstSettings, round }));
@@ -147,7 +147,7 @@ async function latencySection({ workDir, secret, key, webhook }) {
   const parity = (ours, theirs) => (theirs === null ? null : ours.missing === 0 && ours.p99 <= theirs.p99 && ours.p50 <= TARGETS.webhookP50Ratio * theirs.p50);
   const latencyRows = [
     { key: 'one at a time', measure: `Queue-to-start p50 / p95 / p99, ${count(oneAtATimeTasks)} tasks sent one at a time`, ours: taskd, theirs: hook },
-    { key: `${burstPerSecond}/s`, measure: `Queue-to-start p50 / p95 / p99, ${count(tasks * rounds)} tasks at ${burstPerSecond}/s (open loop)`, ours: pooled(runs.taskdPaced), theirs: pooled(runs.hookPaced) },
+    { key: `${pacedPerSecond}/s`, measure: `Queue-to-start p50 / p95 / p99, ${count(tasks * rounds)} tasks at ${pacedPerSecond}/s (open loop)`, ours: pooled(runs.taskdPaced), theirs: pooled(runs.hookPaced) },
     {
       key: `bursts of ${burstSize}`,
       measure: `Queue-to-start p50 / p95 / p99, ${count(bursts * rounds)} bursts of ${burstSize} webhooks for ${burstSize} sites sent at once (TASKD_CONCURRENCY=${burstSize}), from the burst's first send`,
