@@ -52,7 +52,8 @@ const p = (values, q) => f(percentile(ascending(values), q));
 
 try {
   const { secret, key } = makeSecret();
-  const dist = process.env.BENCH_TASKD_DIST ?? null;
+  // services.mjs already starts BENCH_TASKD_DIST's build when it is set; named here for the report.
+  const dist = process.env.BENCH_TASKD_DIST;
   const summary = await measureTaskdLatency({
     workDir,
     secret,
@@ -61,7 +62,6 @@ try {
     warmup,
     pace: latencyPaces.paced,
     settings: { BENCH_SPAWN_FILE: spawnFile },
-    dist,
     nodeArgs: [...(process.env.BENCH_PACED_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', path.join(benchDir, 'spawn-probe.mjs')],
   });
   // The service flushes the probe's last lines as it exits, which it has once measureTaskdLatency returns.

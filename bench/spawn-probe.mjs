@@ -11,12 +11,12 @@ import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { wallClockNs as now } from './stats.mjs';
 
 const dist = process.env.BENCH_TASKD_DIST ? path.resolve(process.env.BENCH_TASKD_DIST) : path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
 const { WarmGates } = await import(pathToFileURL(path.join(dist, 'start-gate.js')).href);
 
 const file = process.env.BENCH_SPAWN_FILE;
-const now = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 const lines = [];
 const flush = () => {
   if (lines.length > 0 && file) fs.appendFileSync(file, `${lines.join('\n')}\n`);

@@ -11,12 +11,12 @@ import diagnostics from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { wallClockNs as now } from './stats.mjs';
 
 const dist = process.env.BENCH_TASKD_DIST ? path.resolve(process.env.BENCH_TASKD_DIST) : path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
 const { WarmGates } = await import(pathToFileURL(path.join(dist, 'start-gate.js')).href);
 
 const file = process.env.BENCH_STAGE_FILE;
-const now = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 let current = null;
 
 diagnostics.subscribe('http.server.request.start', ({ request }) => {
