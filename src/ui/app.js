@@ -58,11 +58,21 @@ function connect() {
   events.addEventListener('closing', () => (conn.textContent = 'the service is restarting…'));
 }
 
+// A click is a press and a release on one element, and a render rebuilds the lists: one between the
+// two puts a new button under the release, and the click is lost (a Stop while a task's events
+// arrive). So a render waits for the release; a press held longer than a second is no click.
+const PRESS_HOLDS_RENDER_MS = 1000;
+let pressedAt = null;
+document.addEventListener('pointerdown', () => (pressedAt = performance.now()), true);
+for (const type of ['pointerup', 'pointercancel']) document.addEventListener(type, () => (pressedAt = null), true);
+
 let scheduled = false;
 function schedule() {
   if (scheduled) return;
   scheduled = true;
-  requestAnimationFrame(() => {
+  // The frame after a release comes after its click, which the release's own task dispatches.
+  requestAnimationFrame(function frame() {
+    if (pressedAt !== null && performance.now() - pressedAt < PRESS_HOLDS_RENDER_MS) return void requestAnimationFrame(frame);
     scheduled = false;
     render();
   });

@@ -197,6 +197,33 @@ describe.skipIf(!haveChromium)('the dashboard in a real browser (Debian Chromium
     expect(await page.locator('#paused-badge').isHidden()).toBe(true);
   });
 
+  it('keeps a click whose press and release straddle a live update of the list', async () => {
+    const hung = await sim.addTask({ rid: 4, type: 'backup', behaviour: 'hang', seconds: 0.2 });
+    const stop = page.locator(`#running [data-nid="${hung.nid}"] button:text("Stop")`);
+    await stop.waitFor();
+    // Its last line in the card's tail: the tail grows no more, so the button stays where it is measured.
+    await expect.poll(() => page.locator(`#running [data-nid="${hung.nid}"] .tail`).textContent(), { timeout: 10_000 }).toContain('Waiting for a lock');
+    const box = (await stop.boundingBox())!;
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    // Every queue event rebuilds the lists: without holding them, the release lands on a new button and no click fires.
+    await api('POST', '/v1/queue/pause');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    let asked = '';
+    page.once('dialog', (dialog) => {
+      asked = dialog.message();
+      void dialog.dismiss();
+    });
+    await page.mouse.up();
+    await expect.poll(() => asked).toContain(`Stop task ${hung.nid}?`);
+    // Held only until the release: the pause shows once the button is let go.
+    await page.locator('#paused-badge').waitFor();
+    await api('POST', '/v1/queue/resume');
+    await page.locator('#paused-badge').waitFor({ state: 'hidden' });
+    await api('DELETE', `/v1/tasks/${hung.nid}?force=1`);
+    await waitFor(async () => (await taskState(hung.nid)) === 'cancelled', { timeoutMs: 15_000 });
+  });
+
   it('stops a running task after a confirmation, and cancels a queued one', async () => {
     const hung = await sim.addTask({ rid: 3, type: 'migrate', behaviour: 'hang', seconds: 0.2 });
     const next = await sim.addTask({ rid: 3, type: 'verify', seconds: 0.1 });
